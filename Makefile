@@ -1,0 +1,43 @@
+# ebpf-gen developer entry points. `make test` is the README's test command.
+PY ?= .venv/bin/python
+KERNEL ?= 5.10 6.1 6.12
+
+.PHONY: setup venv gen check-generated lint test test-unit test-kernel vmtest bench clean
+
+setup:  ## system packages + .venv (idempotent; what .ci/run calls)
+	bash scripts/setup.sh
+
+venv:
+	test -x $(PY) || python3 -m venv .venv
+	$(PY) -m pip install -q -e '.[dev]'
+
+gen:  ## regenerate every [tool.ebpf-gen] source into generated/ (skips unchanged inputs)
+	$(PY) -m ebpf_gen.cli generate
+
+check-generated:  ## fail when generated/ is stale
+	$(PY) -m ebpf_gen.cli generate --check
+
+lint:
+	$(PY) -m ruff check gen tests bench examples generated scripts
+	$(PY) -m mypy gen generated examples
+
+test-unit:
+	$(PY) -m pytest -q -m "not kernel and not vm"
+
+test-kernel:
+	$(PY) -m pytest -q -m "kernel and not vm"
+
+vmtest:  ## boot stock Debian kernels under qemu and run the kernel tier inside (KERNEL=5.10|6.1|6.12)
+	$(PY) scripts/vmtest.py $(KERNEL)
+
+test: lint check-generated
+	$(PY) -m pytest -q
+
+bench:
+	$(PY) bench/gen_speed.py
+	$(PY) bench/map_ops.py
+	$(PY) bench/events.py
+	$(PY) bench/startup.py
+
+clean:
+	rm -rf .venv build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,94 @@
+"""Test tiers and their requirements.
+
+Tiers: unit (no marker), ``kernel`` (root + bpf() on the host), ``kprobe`` (a kernel with
+kprobes: runs inside ``make vmtest``), ``vm`` (boots qemu). A test may skip only when its
+requirement is truly absent, with the reason printed; under CI (``CI=true``) a kernel or VM
+requirement that is absent is a failure, not a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+# Set by scripts/vmtest.py inside the guest: the Debian kernel series being tested.
+VM_KERNEL = os.environ.get("EBPF_GEN_VM_KERNEL", "")
+
+
+def _missing_kernel_requirement() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root (bpf() with CAP_BPF/CAP_SYS_ADMIN)"
+    if not Path("/sys/kernel/btf/vmlinux").exists():
+        return "kernel has no BTF (/sys/kernel/btf/vmlinux)"
+    return None
+
+
+def kprobes_available() -> bool:
+    return Path("/sys/bus/event_source/devices/kprobe").exists()
+
+
+def need(reason: str | None) -> None:
+    """Skip with ``reason`` when a requirement is absent; fail instead under CI."""
+    if reason is None:
+        return
+    if IN_CI:
+        pytest.fail(f"requirement missing under CI (a skip would hide it): {reason}")
+    pytest.skip(reason)
+
+
+def require_kernel() -> None:
+    need(_missing_kernel_requirement())
+
+
+def require_tool(name: str) -> str:
+    path = shutil.which(name)
+    need(None if path else f"{name} not installed (scripts/setup.sh installs it)")
+    assert path is not None
+    return path
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # kprobe tests belong to the VM tier when the host kernel has no kprobes: deselect them
+    # here with the reason shown, rather than skip (a CI skip is a failure).
+    if kprobes_available():
+        return
+    kept, dropped = [], []
+    for item in items:
+        (dropped if item.get_closest_marker("kprobe") else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(
+                f"deselected {len(dropped)} kprobe test(s): this kernel has no kprobes "
+                "(CONFIG_KPROBES off); they run inside `make vmtest`"
+            )
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("kernel") or item.get_closest_marker("kprobe"):
+        require_kernel()
+
+
+@pytest.fixture(scope="session")
+def clang() -> str:
+    return require_tool("clang")
+
+
+def compile_bpf(src: Path, out: Path, *, target: str = "bpfel", extra: tuple[str, ...] = ()) -> Path:
+    """Compile a BPF C file the way tests need it (not the product's reproducible flags)."""
+    cmd = [
+        "clang", "-O2", "-g", "-target", target, "-D__TARGET_ARCH_x86",
+        "-I/usr/include/x86_64-linux-gnu", *extra, "-c", str(src), "-o", str(out),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise AssertionError(f"clang failed: {' '.join(cmd)}\n{proc.stderr}")
+    return out
