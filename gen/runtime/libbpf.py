@@ -1,0 +1,243 @@
+"""The system libbpf.so.1, loaded once through ctypes, with prototypes declared.
+
+Also routes libbpf's own messages (libbpf_set_print) to the ``ebpf_gen.libbpf`` logger and
+turns negative return codes into exceptions.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import functools
+import logging
+import platform
+import threading
+from typing import Any
+
+from .errors import LibbpfError, LibbpfUnavailableError, MissingCapabilityError
+
+MIN_VERSION = (1, 0)
+SONAME = "libbpf.so.1"
+
+logger = logging.getLogger("ebpf_gen.libbpf")
+
+c_void_p = ctypes.c_void_p
+c_int = ctypes.c_int
+c_char_p = ctypes.c_char_p
+c_size_t = ctypes.c_size_t
+c_uint32 = ctypes.c_uint32
+
+
+class BpfObjectOpenOpts(ctypes.Structure):
+    """struct bpf_object_open_opts of libbpf 1.1 (libbpf.h); ``sz`` first, for compat."""
+
+    _fields_ = [
+        ("sz", c_size_t),
+        ("object_name", c_char_p),
+        ("relaxed_maps", ctypes.c_bool),
+        ("pin_root_path", c_char_p),
+        ("_attach_prog_fd", c_uint32),  # removed field, kept as padding by libbpf
+        ("kconfig", c_char_p),
+        ("btf_custom_path", c_char_p),
+        ("kernel_log_buf", c_void_p),
+        ("kernel_log_size", c_size_t),
+        ("kernel_log_level", c_uint32),
+    ]
+
+
+class BpfUprobeOpts(ctypes.Structure):
+    """struct bpf_uprobe_opts of libbpf 1.1."""
+
+    _fields_ = [
+        ("sz", c_size_t),
+        ("ref_ctr_offset", c_size_t),
+        ("bpf_cookie", ctypes.c_uint64),
+        ("retprobe", ctypes.c_bool),
+        ("func_name", c_char_p),
+    ]
+
+
+class BpfMapInfo(ctypes.Structure):
+    """The leading fields of struct bpf_map_info (the kernel accepts a shorter struct)."""
+
+    _fields_ = [
+        ("type", c_uint32),
+        ("id", c_uint32),
+        ("key_size", c_uint32),
+        ("value_size", c_uint32),
+        ("max_entries", c_uint32),
+        ("map_flags", c_uint32),
+        ("name", ctypes.c_char * 16),
+    ]
+
+
+def map_info(fd: int) -> BpfMapInfo:
+    info = BpfMapInfo()
+    size = c_uint32(ctypes.sizeof(info))
+    check(
+        lib().bpf_obj_get_info_by_fd(fd, ctypes.byref(info), ctypes.byref(size)),
+        f"bpf_obj_get_info_by_fd({fd})",
+    )
+    return info
+
+
+# name: (restype, argtypes). Pointers to libbpf structs stay opaque c_void_p.
+_PROTOTYPES: dict[str, tuple[Any, list[Any]]] = {
+    "libbpf_major_version": (c_uint32, []),
+    "libbpf_minor_version": (c_uint32, []),
+    "libbpf_version_string": (c_char_p, []),
+    "libbpf_num_possible_cpus": (c_int, []),
+    "bpf_object__open_mem": (c_void_p, [c_void_p, c_size_t, ctypes.POINTER(BpfObjectOpenOpts)]),
+    "bpf_object__load": (c_int, [c_void_p]),
+    "bpf_object__close": (None, [c_void_p]),
+    "bpf_object__find_map_by_name": (c_void_p, [c_void_p, c_char_p]),
+    "bpf_object__find_program_by_name": (c_void_p, [c_void_p, c_char_p]),
+    "bpf_object__next_map": (c_void_p, [c_void_p, c_void_p]),
+    "bpf_object__next_program": (c_void_p, [c_void_p, c_void_p]),
+    "bpf_map__name": (c_char_p, [c_void_p]),
+    "bpf_map__fd": (c_int, [c_void_p]),
+    "bpf_map__type": (c_int, [c_void_p]),
+    "bpf_map__key_size": (c_uint32, [c_void_p]),
+    "bpf_map__value_size": (c_uint32, [c_void_p]),
+    "bpf_map__max_entries": (c_uint32, [c_void_p]),
+    "bpf_map__map_flags": (c_uint32, [c_void_p]),
+    "bpf_map__set_max_entries": (c_int, [c_void_p, c_uint32]),
+    "bpf_map__initial_value": (c_void_p, [c_void_p, ctypes.POINTER(c_size_t)]),
+    "bpf_map__is_internal": (ctypes.c_bool, [c_void_p]),
+    "bpf_program__name": (c_char_p, [c_void_p]),
+    "bpf_program__section_name": (c_char_p, [c_void_p]),
+    "bpf_program__fd": (c_int, [c_void_p]),
+    "bpf_program__autoload": (ctypes.c_bool, [c_void_p]),
+    "bpf_program__set_autoload": (c_int, [c_void_p, ctypes.c_bool]),
+    "bpf_program__set_log_buf": (c_int, [c_void_p, c_void_p, c_size_t]),
+    "bpf_program__set_log_level": (c_int, [c_void_p, c_uint32]),
+    "bpf_program__attach": (c_void_p, [c_void_p]),
+    "bpf_program__attach_kprobe": (c_void_p, [c_void_p, ctypes.c_bool, c_char_p]),
+    "bpf_program__attach_tracepoint": (c_void_p, [c_void_p, c_char_p, c_char_p]),
+    "bpf_program__attach_raw_tracepoint": (c_void_p, [c_void_p, c_char_p]),
+    "bpf_program__attach_uprobe_opts": (
+        c_void_p,
+        [c_void_p, c_int, c_char_p, c_size_t, ctypes.POINTER(BpfUprobeOpts)],
+    ),
+    "bpf_link__destroy": (c_int, [c_void_p]),
+    "bpf_link__fd": (c_int, [c_void_p]),
+    # Low-level syscall wrappers: fd + raw buffer addresses, the fast path for map access.
+    "bpf_map_lookup_elem": (c_int, [c_int, c_void_p, c_void_p]),
+    "bpf_map_update_elem": (c_int, [c_int, c_void_p, c_void_p, ctypes.c_uint64]),
+    "bpf_map_delete_elem": (c_int, [c_int, c_void_p]),
+    "bpf_map_get_next_key": (c_int, [c_int, c_void_p, c_void_p]),
+    "bpf_map_lookup_and_delete_elem": (c_int, [c_int, c_void_p, c_void_p]),
+    "bpf_obj_get_info_by_fd": (c_int, [c_int, c_void_p, ctypes.POINTER(c_uint32)]),
+    "libbpf_set_print": (c_void_p, [c_void_p]),
+}
+
+_PRINT_FN = ctypes.CFUNCTYPE(c_int, c_int, c_char_p, c_void_p)
+_LEVELS = (logging.WARNING, logging.INFO, logging.DEBUG)
+# Bytes in a va_list object, to copy it (va_copy) and size the message before formatting.
+_VA_LIST_SIZE = {"x86_64": 24, "aarch64": 32}.get(platform.machine(), 0)
+_lock = threading.Lock()
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    libc.vsnprintf.restype = c_int
+    libc.vsnprintf.argtypes = [c_void_p, c_size_t, c_char_p, c_void_p]
+    return libc
+
+
+def _format(fmt: bytes, args: int) -> str:
+    vsnprintf = _libc().vsnprintf
+    if _VA_LIST_SIZE:
+        copy = ctypes.create_string_buffer(_VA_LIST_SIZE)
+        ctypes.memmove(copy, args, _VA_LIST_SIZE)
+        need = vsnprintf(None, 0, fmt, ctypes.addressof(copy))
+        buf = ctypes.create_string_buffer(max(need, 0) + 1)
+    else:  # unknown va_list layout: one pass, long messages truncated
+        buf = ctypes.create_string_buffer(1 << 16)
+    vsnprintf(buf, len(buf), fmt, args)
+    return buf.value.decode("utf-8", "replace")
+
+
+def _print(level: int, fmt: bytes | None, args: int | None) -> int:
+    # An exception must not cross back into C: log what we can and carry on.
+    try:
+        pylevel = _LEVELS[level] if 0 <= level < len(_LEVELS) else logging.DEBUG
+        if fmt is not None and args is not None and logger.isEnabledFor(pylevel):
+            logger.log(pylevel, "%s", _format(fmt, args).rstrip("\n"))
+    except Exception:  # pragma: no cover - defensive
+        logger.exception("formatting a libbpf message failed")
+    return 0
+
+
+_print_callback = _PRINT_FN(_print)  # module global: C keeps the pointer forever
+
+
+@functools.cache
+def lib() -> ctypes.CDLL:
+    """libbpf.so.1 with prototypes set, its messages routed to logging (loaded once)."""
+    try:
+        handle = ctypes.CDLL(SONAME, use_errno=True)
+    except OSError as e:
+        raise LibbpfUnavailableError(
+            f"cannot load {SONAME} ({e}): install the Debian package libbpf1 "
+            "(apt-get install libbpf1)"
+        ) from e
+    try:
+        major, minor = handle.libbpf_major_version(), handle.libbpf_minor_version()
+    except AttributeError:
+        major, minor = 0, 0
+    if (major, minor) < MIN_VERSION:
+        raise LibbpfUnavailableError(
+            f"{SONAME} is version {major}.{minor}, ebpf_gen needs >= "
+            f"{MIN_VERSION[0]}.{MIN_VERSION[1]}: install the Debian package libbpf1 >= 1.0"
+        )
+    for name, (restype, argtypes) in _PROTOTYPES.items():
+        fn = getattr(handle, name, None)
+        if fn is None:  # newer symbol on an older 1.x: calls fail with AttributeError
+            continue
+        fn.restype = restype
+        fn.argtypes = argtypes
+    with _lock:
+        handle.libbpf_set_print(ctypes.cast(_print_callback, c_void_p))
+    return handle
+
+
+def version() -> str:
+    return str(lib().libbpf_version_string().decode())
+
+
+@functools.cache
+def num_possible_cpus() -> int:
+    n = int(lib().libbpf_num_possible_cpus())
+    if n < 0:
+        raise LibbpfError(n, "libbpf_num_possible_cpus")
+    return n
+
+
+CAPABILITY_HINT = (
+    "needs CAP_BPF plus CAP_PERFMON for tracing programs (CAP_SYS_ADMIN on kernels "
+    "before 5.8): run as root or grant them, e.g. setcap cap_bpf,cap_perfmon+ep"
+)
+
+
+def error(err: int, what: str) -> LibbpfError | MissingCapabilityError:
+    """The exception for a libbpf failure ``err`` (negative or positive errno)."""
+    err = abs(err)
+    if err in (1, 13):  # EPERM, EACCES
+        return MissingCapabilityError(err, f"{what}: permission denied: {CAPABILITY_HINT}")
+    return LibbpfError(err, what)
+
+
+def check(ret: int, what: str) -> int:
+    """``ret`` when >= 0, else raise the matching error."""
+    if ret < 0:
+        raise error(ret, what)
+    return ret
+
+
+def check_ptr(ptr: int | None, what: str) -> int:
+    """A non-NULL pointer from libbpf, else raise with errno (libbpf 1.x sets it)."""
+    if not ptr:
+        raise error(ctypes.get_errno() or 22, what)
+    return ptr

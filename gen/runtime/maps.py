@@ -1,0 +1,406 @@
+"""Typed handles for BPF maps: dict-like access from user space through bpf() calls.
+
+``Map`` is the base every map handle derives from (events.py adds PerfEventArray and
+RingBuf); ``register_map_class`` picks the handle class for a MapKind at load.
+Each handle owns preallocated key/value buffers (guarded by a lock, since ctypes drops the
+GIL during the call) so a lookup costs one ctypes call plus the conversion.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno as E
+import threading
+from collections.abc import ItemsView, Iterator, KeysView, MutableMapping, Sequence, ValuesView
+from typing import Any, Generic, TypeVar
+
+from . import libbpf
+from .codec import Codec
+from .errors import RuntimeBPFError
+from .spec import CType, MapKind, MapSpec
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+BPF_ANY = 0
+BPF_NOEXIST = 1
+BPF_EXIST = 2
+
+_ARRAY_KINDS = frozenset(
+    {
+        MapKind.ARRAY,
+        MapKind.PERCPU_ARRAY,
+        MapKind.PROG_ARRAY,
+        MapKind.PERF_EVENT_ARRAY,
+        MapKind.CGROUP_ARRAY,
+    }
+)
+_PERCPU_KINDS = frozenset(
+    {
+        MapKind.PERCPU_HASH,
+        MapKind.PERCPU_ARRAY,
+        MapKind.LRU_PERCPU_HASH,
+        MapKind.PERCPU_CGROUP_STORAGE,
+    }
+)
+
+
+class IterationAbortedError(RuntimeBPFError):
+    """Entries kept vanishing faster than iteration could make progress."""
+
+
+class Map(MutableMapping[Any, Any]):
+    """Any BPF map: name, fd, spec, kind, and dict-like access where the kernel allows it."""
+
+    def __init__(self, spec: MapSpec, fd: int, owner: object) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.kind = spec.kind
+        self.fd = fd
+        # Keeps the bpf_object (and thus fd) alive as long as this handle is reachable.
+        self.owner = owner
+        key, value = spec.key, spec.value
+        if key is not None and value is not None:
+            key_size, value_size = ctypes.sizeof(key), ctypes.sizeof(value)
+            self.max_entries = spec.max_entries
+        else:
+            info = libbpf.map_info(fd)
+            key_size, value_size = info.key_size, info.value_size
+            self.max_entries = info.max_entries
+        self.key_size = key_size
+        self.value_size = value_size
+        self._key = Codec(key, key_size, f"map {self.name!r}: key") if key_size else None
+        self._value = self._value_codec(value, value_size)
+        self._lock = threading.Lock()
+        lib = libbpf.lib()
+        self._lookup_fn = lib.bpf_map_lookup_elem
+        self._update_fn = lib.bpf_map_update_elem
+        self._delete_fn = lib.bpf_map_delete_elem
+        self._next_key_fn = lib.bpf_map_get_next_key
+        self._kbuf = self._key.buffer() if self._key else None
+        self._kaddr = ctypes.addressof(self._kbuf) if self._kbuf is not None else None
+        self._vbuf = self._new_value_buffer()
+        self._vaddr = self._value_address(self._vbuf)
+
+    def close(self) -> None:
+        """Release user-space resources of the handle (the fd belongs to the object)."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r} {self.kind.name} fd={self.fd}>"
+
+    # -- value representation (PerCPU handles override) --------------------------------
+
+    def _value_codec(self, value: CType | None, size: int) -> Codec:
+        return Codec(value, size, f"map {self.name!r}: value")
+
+    def _new_value_buffer(self) -> Any:
+        return self._value.buffer()
+
+    def _value_address(self, buf: Any) -> int:
+        return ctypes.addressof(buf)
+
+    def _encode_value(self, value: object, buf: Any) -> None:
+        self._value.encode(value, buf)
+
+    def _decode_value(self, buf: Any) -> Any:
+        return self._value.decode(buf)
+
+    # -- raw operations ------------------------------------------------------------------
+
+    def _encode_key(self, key: object, buf: Any) -> None:
+        if self._key is None:
+            raise TypeError(f"map {self.name!r} ({self.kind.name}) has no keys")
+        self._key.encode(key, buf)
+
+    def _fail(self, ret: int, op: str) -> Exception:
+        return libbpf.error(ret, f"{op} on map {self.name!r} ({self.kind.name})")
+
+    def __getitem__(self, key: Any) -> Any:
+        with self._lock:
+            self._encode_key(key, self._kbuf)
+            ret = self._lookup_fn(self.fd, self._kaddr, self._vaddr)
+            if ret == 0:
+                return self._decode_value(self._vbuf)
+        if ret == -E.ENOENT:
+            raise KeyError(key)
+        raise self._fail(ret, "lookup")
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self.update(key, value)
+
+    def update(self, key: Any, value: Any, flags: int = BPF_ANY) -> None:  # type: ignore[override]
+        """Create or replace an entry; flags BPF_NOEXIST (raise if present) or BPF_EXIST."""
+        with self._lock:
+            self._encode_key(key, self._kbuf)
+            self._encode_value(value, self._vbuf)
+            ret = self._update_fn(self.fd, self._kaddr, self._vaddr, flags)
+        if ret == 0:
+            return
+        if ret == -E.EEXIST and flags == BPF_NOEXIST:
+            raise KeyError(f"map {self.name!r}: key {key!r} already exists (BPF_NOEXIST)")
+        if ret == -E.ENOENT and flags == BPF_EXIST:
+            raise KeyError(key)
+        if ret == -E.E2BIG:
+            raise self._fail(ret, f"update (map full, max_entries={self.max_entries})")
+        raise self._fail(ret, "update")
+
+    def __delitem__(self, key: Any) -> None:
+        with self._lock:
+            self._encode_key(key, self._kbuf)
+            ret = self._delete_fn(self.fd, self._kaddr)
+        if ret == -E.ENOENT:
+            raise KeyError(key)
+        if ret == -E.EINVAL and self.kind in _ARRAY_KINDS and self.kind != MapKind.PROG_ARRAY:
+            raise TypeError(f"map {self.name!r}: {self.kind.name} entries cannot be deleted")
+        if ret < 0:
+            raise self._fail(ret, "delete")
+
+    def __contains__(self, key: object) -> bool:
+        try:
+            self[key]
+        except KeyError:
+            return False
+        return True
+
+    # -- iteration -----------------------------------------------------------------------
+
+    def _iter_raw(self) -> Iterator[Any]:
+        """Yield key buffers (fresh each time), each key at most once.
+
+        A hash map's get_next_key restarts from the first key when the previous key was
+        deleted meanwhile; remembering what was yielded skips the replayed prefix, and a
+        step bound stops a map that changes faster than we walk it.
+        """
+        if self._key is None:
+            return
+        seen: set[bytes] = set()
+        prev: Any = None
+        steps, limit = 0, 4 * max(self.max_entries, 1) + 1024
+        while True:
+            nxt = self._key.buffer()
+            ret = self._next_key_fn(
+                self.fd, None if prev is None else ctypes.addressof(prev), ctypes.addressof(nxt)
+            )
+            if ret == -E.ENOENT:
+                return
+            if ret < 0:
+                raise self._fail(ret, "get_next_key")
+            steps += 1
+            if steps > limit:
+                raise IterationAbortedError(
+                    f"map {self.name!r}: iteration aborted after {limit} steps: entries "
+                    "are deleted faster than they can be walked"
+                )
+            raw = bytes(nxt)
+            prev = nxt
+            if raw in seen:
+                continue
+            seen.add(raw)
+            yield nxt
+
+    def __iter__(self) -> Iterator[Any]:
+        for kbuf in self._iter_raw():
+            yield self._key.decode(kbuf) if self._key else None
+
+    def _iter_items(self) -> Iterator[tuple[Any, Any]]:
+        if self._key is None:
+            return
+        vbuf = self._new_value_buffer()
+        vaddr = self._value_address(vbuf)
+        for kbuf in self._iter_raw():
+            ret = self._lookup_fn(self.fd, ctypes.addressof(kbuf), vaddr)
+            if ret == -E.ENOENT:  # deleted between get_next_key and lookup
+                continue
+            if ret < 0:
+                raise self._fail(ret, "lookup")
+            yield self._key.decode(kbuf), self._decode_value(vbuf)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self._iter_raw())
+
+    def keys(self) -> KeysView[Any]:
+        return KeysView(self)
+
+    def items(self) -> ItemsView[Any, Any]:
+        return _ItemsView(self)
+
+    def values(self) -> ValuesView[Any]:
+        return _ValuesView(self)
+
+    def clear(self) -> None:
+        if self.kind in _ARRAY_KINDS and self.kind != MapKind.PROG_ARRAY:
+            zero = self._new_value_buffer()
+            with self._lock:
+                for i in range(self.max_entries):
+                    self._kbuf.value = i  # type: ignore[union-attr]
+                    ret = self._update_fn(self.fd, self._kaddr, ctypes.addressof(zero), BPF_ANY)
+                    if ret < 0:
+                        raise self._fail(ret, "update")
+            return
+        for kbuf in list(self._iter_raw()):
+            ret = self._delete_fn(self.fd, ctypes.addressof(kbuf))
+            if ret < 0 and ret != -E.ENOENT:
+                raise self._fail(ret, "delete")
+
+
+class _ItemsView(ItemsView[Any, Any]):
+    _mapping: Map
+
+    def __iter__(self) -> Iterator[tuple[Any, Any]]:
+        return self._mapping._iter_items()
+
+
+class _ValuesView(ValuesView[Any]):
+    _mapping: Map
+
+    def __iter__(self) -> Iterator[Any]:
+        return (v for _, v in self._mapping._iter_items())
+
+
+class HashMap(Map, Generic[K, V]):
+    """HASH and LRU_HASH: ``m[key] -> value``; missing keys raise KeyError."""
+
+    def __getitem__(self, key: K) -> V:
+        return super().__getitem__(key)  # type: ignore[no-any-return]
+
+    def __setitem__(self, key: K, value: V) -> None:
+        self.update(key, value)
+
+    def __iter__(self) -> Iterator[K]:
+        return super().__iter__()
+
+    def keys(self) -> KeysView[K]:
+        return KeysView(self)
+
+    def items(self) -> ItemsView[K, V]:
+        return _ItemsView(self)
+
+    def values(self) -> ValuesView[V]:
+        return _ValuesView(self)
+
+
+class ArrayMap(HashMap[K, V]):
+    """ARRAY: keys 0..max_entries-1 always exist; ``del`` is refused, clear() zeroes."""
+
+    def __len__(self) -> int:
+        return self.max_entries
+
+    def __iter__(self) -> Iterator[K]:
+        return iter(range(self.max_entries))  # type: ignore[arg-type]
+
+
+class PerCPUHashMap(Map, Generic[K, V]):
+    """PERCPU_HASH and LRU_PERCPU_HASH: values are one V per possible CPU.
+
+    Assign a list with one value per possible CPU, or a single value for all CPUs.
+    """
+
+    def _value_codec(self, value: CType | None, size: int) -> Codec:
+        self.ncpus = libbpf.num_possible_cpus()
+        # The kernel lays per-CPU values out 8-byte aligned.
+        self._stride = (size + 7) & ~7
+        return Codec(value, size, f"map {self.name!r}: value")
+
+    def _new_value_buffer(self) -> Any:
+        buf = (ctypes.c_uint8 * (self._stride * self.ncpus))()
+        vtype = self._value.ctype
+        views = [vtype.from_buffer(buf, i * self._stride) for i in range(self.ncpus)]
+        return _PerCPUBuffer(buf, views)
+
+    def _value_address(self, buf: Any) -> int:
+        return ctypes.addressof(buf.raw)
+
+    def _encode_value(self, value: object, buf: Any) -> None:
+        views = buf.views
+        if isinstance(value, Sequence) and not isinstance(value, (bytes, bytearray)):
+            if len(value) != self.ncpus:
+                raise ValueError(
+                    f"map {self.name!r}: {len(value)} values given, {self.ncpus} possible CPUs"
+                )
+            for v, view in zip(value, views, strict=True):
+                self._value.encode(v, view)
+        else:
+            for view in views:
+                self._value.encode(value, view)
+
+    def _decode_value(self, buf: Any) -> list[Any]:
+        decode = self._value.decode
+        return [decode(view) for view in buf.views]
+
+    def __getitem__(self, key: K) -> list[V]:
+        return super().__getitem__(key)  # type: ignore[no-any-return]
+
+    def __setitem__(self, key: K, value: V | Sequence[V]) -> None:
+        self.update(key, value)
+
+    def __iter__(self) -> Iterator[K]:
+        return super().__iter__()
+
+    def keys(self) -> KeysView[K]:
+        return KeysView(self)
+
+    def items(self) -> ItemsView[K, list[V]]:
+        return _ItemsView(self)
+
+    def values(self) -> ValuesView[list[V]]:
+        return _ValuesView(self)
+
+
+class PerCPUArrayMap(PerCPUHashMap[K, V]):
+    """PERCPU_ARRAY: per-CPU values, keys 0..max_entries-1."""
+
+    def __len__(self) -> int:
+        return self.max_entries
+
+    def __iter__(self) -> Iterator[K]:
+        return iter(range(self.max_entries))  # type: ignore[arg-type]
+
+
+class _PerCPUBuffer:
+    """One contiguous kernel-format buffer plus a typed view per CPU."""
+
+    __slots__ = ("raw", "views")
+
+    def __init__(self, raw: ctypes.Array[ctypes.c_uint8], views: list[Any]) -> None:
+        self.raw = raw
+        self.views = views
+
+
+class ProgArray(Map):
+    """PROG_ARRAY: ``m[i] = program`` (a Program or a program fd); reading gives the id."""
+
+    def _encode_value(self, value: object, buf: Any) -> None:
+        fd = getattr(value, "fd", value)
+        if not isinstance(fd, int) or isinstance(fd, bool):
+            raise TypeError(
+                f"map {self.name!r}: value must be a Program or a program fd, "
+                f"got {type(value).__name__}"
+            )
+        buf.value = fd
+
+    def _value_codec(self, value: CType | None, size: int) -> Codec:
+        return Codec(ctypes.c_uint32, 4, f"map {self.name!r}: value")
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self._iter_raw())
+
+
+_registry: dict[MapKind, type[Map]] = {
+    MapKind.HASH: HashMap,
+    MapKind.LRU_HASH: HashMap,
+    MapKind.ARRAY: ArrayMap,
+    MapKind.PERCPU_HASH: PerCPUHashMap,
+    MapKind.LRU_PERCPU_HASH: PerCPUHashMap,
+    MapKind.PERCPU_ARRAY: PerCPUArrayMap,
+    MapKind.PROG_ARRAY: ProgArray,
+}
+
+
+def register_map_class(kind: MapKind, cls: type[Map]) -> None:
+    """Use ``cls`` for maps of ``kind`` (events.py registers PerfEventArray and RingBuf)."""
+    _registry[kind] = cls
+
+
+def map_class(kind: MapKind) -> type[Map]:
+    """The handle class for ``kind``: the registered one, else the generic Map."""
+    return _registry.get(kind, Map)
