@@ -1,0 +1,324 @@
+"""The pipeline for one BPF program: compile both byte orders, read, analyse, render, write.
+
+Outputs are built in memory first and written all at once (temp files in the output dir,
+fsync, then os.replace), so a failure anywhere leaves existing outputs as they were.
+Heavy imports (pyelftools, jinja2, libclang) happen inside the functions that need them:
+``ebpf-gen generate`` with nothing to do must stay well under a second.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+from .compile import BYTEORDER, TARGETS, compile_bpf, tool_version
+from .errors import ConfigError, LayoutError, OutputError
+from .model import Diagnostic, ObjectModel
+
+_PKG = __name__.rpartition(".")[0]
+_SUFFIX = {"little": "bpfel", "big": "bpfeb"}
+_EVENT_MAPS = ("PERF_EVENT_ARRAY", "RINGBUF")
+
+
+@dataclass(frozen=True)
+class Options:
+    output_dir: Path = Path("generated")
+    stem: str | None = None
+    types: tuple[str, ...] = ()
+    all_types: bool = False
+    targets: tuple[str, ...] = TARGETS
+    cc: str = "clang"
+    strip: bool = True
+    cflags: tuple[str, ...] = ()
+    # How to regenerate, written into the module docstring
+    command: str = "ebpf-gen"
+
+
+@dataclass(frozen=True)
+class Result:
+    stem: str
+    files: dict[str, bytes]  # output file name -> content, in write order (.py last)
+    diagnostics: tuple[Diagnostic, ...]
+    inputs: tuple[Path, ...] = field(default=())  # source + headers, for the up-to-date cache
+
+
+def default_stem(path: Path) -> str:
+    name = path.name
+    for suffix in (".bpf.c", ".c", "_bpfel.o", "_bpfeb.o", ".bpf.o", ".o"):
+        if name.endswith(suffix) and len(name) > len(suffix):
+            name = name[: -len(suffix)]
+            break
+    return name.replace("-", "_").replace(".", "_")
+
+
+def check_stem(stem: str) -> str:
+    if not stem.isidentifier():
+        raise ConfigError(f"stem {stem!r} is not a valid Python module name (use --stem)")
+    return stem
+
+
+def display_path(path: Path) -> str:
+    """``path`` relative to the cwd (the project root), with '/': no absolute paths in output."""
+    return Path(os.path.relpath(path.resolve(), Path.cwd().resolve())).as_posix()
+
+
+def build_from_source(source: Path, opts: Options) -> Result:
+    from .objspec import read_object
+
+    stem = check_stem(opts.stem or default_stem(source))
+    if not opts.targets:
+        raise ConfigError("no --target given")
+    for t in opts.targets:
+        if t not in TARGETS:
+            raise ConfigError(f"unknown target {t!r} (expected bpfel and/or bpfeb)")
+    models: dict[str, ObjectModel] = {}
+    objects: dict[str, bytes] = {}
+    inputs: tuple[Path, ...] = ()
+    with tempfile.TemporaryDirectory(prefix="ebpf-gen-") as tmp:
+        for target in opts.targets:
+            out = Path(tmp) / f"{stem}_{target}.o"
+            result = compile_bpf(
+                source,
+                out,
+                target=target,
+                cc=opts.cc,
+                strip="llvm-strip" if opts.strip else None,
+                cflags=opts.cflags,
+            )
+            inputs = result.inputs
+            models[BYTEORDER[target]] = read_object(out)
+            objects[BYTEORDER[target]] = out.read_bytes()
+    if len(models) == 2:
+        check_same_layout(models["little"], models["big"], where=str(source))
+    primary = models.get("little") or models["big"]
+    model = _analyze(source, opts, primary)
+    return _render(stem, model, objects, display_path(source), opts, inputs)
+
+
+def build_from_object(path: Path, opts: Options) -> Result:
+    from .objspec import read_object
+
+    stem = check_stem(opts.stem or default_stem(path))
+    model = read_object(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise OutputError(f"cannot read: {e.strerror}", where=str(path)) from e
+    events = [m.name for m in model.maps if m.map_type_name in _EVENT_MAPS]
+    if events:
+        note = Diagnostic(
+            display_path(path),
+            0,
+            0,
+            "warning",
+            "no C source given: the event types of "
+            + ", ".join(f"'{n}'" for n in events)
+            + " cannot be inferred; events read as bytes",
+        )
+        model = _with_diagnostics(model, (note,))
+    return _render(stem, model, {model.btf.byteorder: data}, None, opts, (path.resolve(),))
+
+
+def _with_diagnostics(model: ObjectModel, extra: Sequence[Diagnostic]) -> ObjectModel:
+    import dataclasses
+
+    return dataclasses.replace(model, diagnostics=(*model.diagnostics, *extra))
+
+
+def _analyze(source: Path, opts: Options, model: ObjectModel) -> ObjectModel:
+    from .source import analyze
+
+    return analyze(source, opts.cflags, model, opts.types)
+
+
+def _render(
+    stem: str,
+    model: ObjectModel,
+    objects: Mapping[str, bytes],
+    source: str | None,
+    opts: Options,
+    inputs: tuple[Path, ...],
+) -> Result:
+    from .render import render_module
+
+    files: dict[str, bytes] = {}
+    names: dict[str, tuple[str, str]] = {}
+    for order in ("little", "big"):
+        if order in objects:
+            name = f"{stem}_{_SUFFIX[order]}.o"
+            files[name] = objects[order]
+            names[order] = (name, hashlib.sha256(objects[order]).hexdigest())
+    text = render_module(
+        model,
+        stem=stem,
+        source=source,
+        command=opts.command,
+        objects=names,
+        types=opts.types,
+        all_types=opts.all_types,
+    )
+    files[f"{stem}.py"] = text.encode()
+    return Result(stem, files, model.diagnostics, inputs)
+
+
+def check_same_layout(le: ObjectModel, be: ObjectModel, *, where: str) -> None:
+    """Both byte orders must describe the same types, maps, programs and variables."""
+    if len(le.btf) != len(be.btf):
+        raise LayoutError(
+            f"bpfel BTF has {len(le.btf)} types, bpfeb BTF has {len(be.btf)}", where=where
+        )
+    for a, b in zip(le.btf.types, be.btf.types, strict=True):
+        if a != b:
+            name = f" '{a.name}'" if a.name else ""
+            raise LayoutError(
+                f"type id {a.id} ({a.kind.name}{name}) differs between bpfel and bpfeb: {a} != {b}",
+                where=where,
+            )
+    for what, x, y in (
+        ("maps", le.maps, be.maps),
+        ("programs", le.programs, be.programs),
+        ("variables", le.variables, be.variables),
+    ):
+        if x != y:
+            raise LayoutError(f"{what} differ between bpfel and bpfeb", where=where)
+
+
+# -- writing ---------------------------------------------------------------------------------
+
+
+def changed_files(output_dir: Path, files: Mapping[str, bytes]) -> list[Path]:
+    """Outputs that differ from (or are missing in) ``output_dir``."""
+    changed = []
+    for name, data in files.items():
+        target = output_dir / name
+        try:
+            same = target.read_bytes() == data
+        except OSError:
+            same = False
+        if not same:
+            changed.append(target)
+    return changed
+
+
+def write_outputs(output_dir: Path, files: Mapping[str, bytes]) -> None:
+    """Write all ``files`` into ``output_dir`` or none of them."""
+    where = str(output_dir)
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot create output directory: {e.strerror}", where=where) from e
+    temps: list[tuple[str, Path]] = []
+    try:
+        for name, data in files.items():
+            fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=output_dir)
+            temps.append((name, Path(tmp_name)))
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp_name, 0o644)  # mkstemp's 0600 would make generated files private
+        for name, tmp in temps:
+            os.replace(tmp, output_dir / name)
+        _fsync_dir(output_dir)
+    except OSError as e:
+        for _, tmp in temps:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+        raise OutputError(f"cannot write outputs: {e.strerror or e}", where=where) from e
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# -- up-to-date cache --------------------------------------------------------------------------
+
+CACHE_DIR = ".ebpf-gen-cache"
+
+
+@cache
+def _generator_fingerprint(strip: str | None, cc: str) -> str:
+    """ebpf-gen's own code and templates, and the tool versions: any change regenerates."""
+    import importlib.util
+
+    h = hashlib.sha256()
+    roots: list[Path] = [Path(__file__).parent]
+    spec = importlib.util.find_spec(f"{_PKG}.templates")
+    if spec is not None and spec.submodule_search_locations:
+        roots.extend(Path(p) for p in spec.submodule_search_locations)
+    for root in roots:
+        for f in sorted(root.rglob("*")):
+            if f.suffix in (".py", ".j2") and "runtime" not in f.parts and f.is_file():
+                h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes())
+    h.update(tool_version(cc).encode())
+    if strip:
+        h.update(tool_version(strip).encode())
+    return h.hexdigest()
+
+
+def _fingerprint(source: Path, inputs: Sequence[str], opts: Options) -> str | None:
+    h = hashlib.sha256()
+    h.update(_generator_fingerprint("llvm-strip" if opts.strip else None, opts.cc).encode())
+    settings = [opts.stem, opts.types, opts.all_types, opts.targets, opts.cc, opts.strip,
+                opts.cflags, opts.command, str(source)]
+    h.update(json.dumps(settings, default=list).encode())
+    for name in (str(source), *inputs):
+        try:
+            h.update(name.encode() + b"\0" + Path(name).read_bytes())
+        except OSError:
+            return None  # a header went away: regenerate
+    return h.hexdigest()
+
+
+def _cache_file(root: Path, stem: str) -> Path:
+    return root / CACHE_DIR / f"{stem}.json"
+
+
+def up_to_date(root: Path, source: Path, stem: str, opts: Options) -> bool:
+    """Whether the outputs of ``source`` were generated from exactly the current inputs."""
+    try:
+        entry = json.loads(_cache_file(root, stem).read_text())
+        inputs = [str(p) for p in entry["inputs"]]
+        outputs: dict[str, str] = entry["outputs"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    if entry.get("fingerprint") != _fingerprint(source, inputs, opts):
+        return False
+    for name, digest in outputs.items():
+        try:
+            data = (opts.output_dir / name).read_bytes()
+        except OSError:
+            return False
+        if hashlib.sha256(data).hexdigest() != digest:
+            return False
+    return True
+
+
+def record(root: Path, source: Path, result: Result, opts: Options) -> None:
+    """Remember the inputs of a generated source; a cache that cannot be written is no error."""
+    inputs = [str(p) for p in result.inputs if str(p) != str(source)]
+    fp = _fingerprint(source, inputs, opts)
+    if fp is None:
+        return
+    entry = {
+        "fingerprint": fp,
+        "inputs": inputs,
+        "outputs": {n: hashlib.sha256(d).hexdigest() for n, d in result.files.items()},
+    }
+    path = _cache_file(root, result.stem)
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(entry, indent=1, sort_keys=True))
+        os.replace(tmp, path)
