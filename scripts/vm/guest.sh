@@ -1,0 +1,21 @@
+#!/bin/sh
+# Runs inside the virtme-ng guest (the host's filesystem, read-only, at the same paths).
+# guest.sh OUT_DIR KERNEL [pytest args...]: results land in OUT_DIR (a --rwdir share).
+set -u
+out="$1"; kernel="$2"; shift 2
+cd "$(dirname "$0")/../.." || exit 97
+
+mountpoint -q /sys/kernel/tracing || mount -t tracefs nodev /sys/kernel/tracing
+mountpoint -q /sys/kernel/debug || mount -t debugfs nodev /sys/kernel/debug
+mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
+# 5.10 still charges BPF maps to RLIMIT_MEMLOCK (memcg accounting came in 5.11).
+ulimit -l unlimited
+
+export EBPF_GEN_VM_KERNEL="$kernel"
+export PYTHONDONTWRITEBYTECODE=1
+uname -r >"$out/uname"
+.venv/bin/python tests/vm/feature_probe.py "$out/features-build" >"$out/features.json" \
+    2>"$out/features.err"
+.venv/bin/python -m pytest -m "kernel or kprobe" -p no:cacheprovider -q -rA \
+    --junitxml="$out/junit.xml" "$@" >"$out/pytest.log" 2>&1
+echo $? >"$out/rc"

@@ -1,0 +1,231 @@
+"""Boot stock Debian kernels under qemu (virtme-ng, no KVM) and run the kernel tier inside.
+
+    scripts/vmtest.py [--pytest-args "..."] KERNEL...   (KERNEL: 5.10, 6.1, 6.12)
+
+One boot per kernel: the guest sees this checkout read-only at the same path (so the
+.venv, clang and libbpf are the host's), runs `pytest -m "kernel or kprobe"` with
+EBPF_GEN_VM_KERNEL set, and writes junit XML into a per-run directory shared read-write.
+The host then prints one PASS/FAIL line per guest test. Exit status: 0 when every guest
+test passed on every kernel, 1 when a test failed, 2 when a kernel couldn't be fetched
+or booted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+KERNELS = ("5.10", "6.1", "6.12")
+VM_DIR = REPO / ".vm"
+# Software emulation: boots take 20-45 s; the budget covers boot, the feature probe and
+# the guest's kernel/kprobe tiers.
+BOOT_TIMEOUT = float(os.environ.get("VMTEST_TIMEOUT", "900"))
+
+
+class VmError(Exception):
+    """A kernel couldn't be fetched or booted, or the guest produced no results."""
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    name: str  # nodeid-like: tests/test_x.py::test_y[param]
+    outcome: str  # passed | failed | error | skipped
+    message: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class KernelRun:
+    kernel: str
+    uname: str
+    cases: tuple[CaseResult, ...]
+    features: dict[str, dict[str, object]]
+    total_seconds: float  # the whole vng invocation
+    test_seconds: float  # pytest's own wall time in the guest (from the junit XML)
+    pytest_rc: int
+    log: str
+
+    @property
+    def ok(self) -> bool:
+        return self.pytest_rc in (0, 5) and all(
+            c.outcome in ("passed", "skipped") for c in self.cases
+        )
+
+
+def find_vng() -> str:
+    """vng from PATH, the .venv, or the Python running this script."""
+    for cand in (shutil.which("vng"), REPO / ".venv/bin/vng", Path(sys.executable).parent / "vng"):
+        if cand and Path(cand).is_file() and os.access(cand, os.X_OK):
+            return str(cand)
+    raise VmError("vng (virtme-ng) not found: run scripts/setup.sh or `pip install virtme-ng`")
+
+
+def missing_host_tools() -> str | None:
+    """Why the VM tier can't run here, or None."""
+    if shutil.which("qemu-system-x86_64") is None:
+        return "qemu-system-x86_64 not installed (apt-get install qemu-system-x86)"
+    if shutil.which("busybox") is None:
+        return "busybox not installed (apt-get install busybox-static): virtme-ng's guest init"
+    try:
+        find_vng()
+    except VmError as e:
+        return str(e)
+    return None
+
+
+def fetch_kernel(kernel: str) -> Path:
+    """The vmlinuz of Debian's kernel for `kernel`, downloaded once into .vm/kernels/."""
+    proc = subprocess.run(
+        ["bash", str(REPO / "scripts/vm/fetch-kernel.sh"), kernel],
+        capture_output=True, text=True, check=False,
+    )
+    if proc.returncode != 0:
+        raise VmError(f"kernel {kernel}: fetch failed: {proc.stderr.strip()}")
+    kdir = Path(proc.stdout.strip().splitlines()[-1])
+    images = sorted((kdir / "boot").glob("vmlinuz-*"))
+    if not images:
+        raise VmError(f"kernel {kernel}: no boot/vmlinuz-* in {kdir}")
+    return images[-1]
+
+
+def _parse_junit(path: Path) -> tuple[list[CaseResult], float]:
+    root = ET.parse(path).getroot()
+    suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
+    cases: list[CaseResult] = []
+    for suite in suites:
+        for tc in suite.iter("testcase"):
+            # classname is dotted (tests.test_x or tests.test_x.TestY); the file is the
+            # leading part that is a module under the repo.
+            parts = tc.get("classname", "").split(".")
+            for i in range(len(parts), 0, -1):
+                if (REPO / Path(*parts[:i])).with_suffix(".py").exists():
+                    nodeid = "/".join(parts[:i]) + ".py::" + "::".join([*parts[i:], tc.get("name", "")])
+                    break
+            else:
+                nodeid = f"{tc.get('classname')}::{tc.get('name')}"
+            outcome, message = "passed", ""
+            for tag in ("failure", "error", "skipped"):
+                el = tc.find(tag)
+                if el is not None:
+                    outcome = "failed" if tag == "failure" else tag
+                    message = (el.get("message") or "").strip() or (el.text or "").strip()
+                    if tag != "skipped" and el.text:
+                        message = f"{message}\n{el.text.strip()}"
+                    break
+            cases.append(CaseResult(nodeid, outcome, message, float(tc.get("time", "0"))))
+    total = sum(float(s.get("time", "0")) for s in suites)
+    return cases, total
+
+
+def run_kernel(kernel: str, pytest_args: tuple[str, ...] = ()) -> KernelRun:
+    """Boot `kernel` once, run the guest tier, and collect its results."""
+    why = missing_host_tools()
+    if why:
+        raise VmError(why)
+    vmlinuz = fetch_kernel(kernel)
+    out = VM_DIR / "out" / f"{kernel}-{os.getpid()}-{time.monotonic_ns()}"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    # Compiled on the host: clang under software emulation would cost minutes.
+    sys.path.insert(0, str(REPO))
+    from tests.vm.feature_probe import compile_all
+
+    compile_all(out / "features-build")
+    guest_cmd = shlex.join(
+        ["sh", str(REPO / "scripts/vm/guest.sh"), str(out), kernel, *pytest_args]
+    )
+    cmd = [
+        find_vng(), "--disable-kvm", "--force-9p", "--run", str(vmlinuz),
+        "--memory", "2G", "--cpus", "2", "--rwdir", str(out), "--cwd", str(REPO),
+        "--exec", guest_cmd,
+    ]
+    start = time.monotonic()
+    try:
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=BOOT_TIMEOUT, check=False,
+            stdin=subprocess.DEVNULL,
+        )
+        console = proc.stdout + proc.stderr
+    except subprocess.TimeoutExpired as e:
+        raise VmError(f"kernel {kernel}: guest still running after {BOOT_TIMEOUT:.0f}s") from e
+    total = time.monotonic() - start
+    (out / "console.log").write_text(console)
+    rc_file, junit = out / "rc", out / "junit.xml"
+    log = (out / "pytest.log").read_text() if (out / "pytest.log").exists() else ""
+    if not rc_file.exists() or not junit.exists():
+        tail = "\n".join((console + log).strip().splitlines()[-25:])
+        raise VmError(
+            f"kernel {kernel}: the guest produced no results (boot failed?); "
+            f"vng exit {proc.returncode}, output in {out}:\n{tail}"
+        )
+    cases, test_seconds = _parse_junit(junit)
+    try:
+        features = json.loads((out / "features.json").read_text())
+    except (OSError, ValueError):
+        features = {}
+    return KernelRun(
+        kernel=kernel,
+        uname=(out / "uname").read_text().strip(),
+        cases=tuple(cases),
+        features=features,
+        total_seconds=total,
+        test_seconds=test_seconds,
+        pytest_rc=int(rc_file.read_text().strip() or "1"),
+        log=log,
+    )
+
+
+def report_lines(run: KernelRun) -> list[str]:
+    lines = [f"== kernel {run.kernel} ({run.uname}): boot+probe {run.total_seconds - run.test_seconds:.0f}s, "
+             f"tests {run.test_seconds:.0f}s, {len(run.cases)} test(s)"]
+    for c in run.cases:
+        lines.append(f"{c.outcome.upper():7} [{run.kernel}] {c.name}")
+        if c.outcome in ("failed", "error", "skipped") and c.message:
+            lines.extend("        " + m for m in c.message.splitlines()[:40])
+    missing = sorted(k for k, v in run.features.items() if not v.get("present"))
+    lines.append(f"   kernel {run.kernel} lacks: {', '.join(missing) or 'nothing probed'}")
+    if run.pytest_rc not in (0, 1, 5):
+        lines.append(f"   guest pytest exit {run.pytest_rc}:")
+        lines.extend("        " + m for m in run.log.strip().splitlines()[-20:])
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("kernels", nargs="*", default=list(KERNELS), metavar="KERNEL")
+    ap.add_argument("--pytest-args", default="", help="extra pytest arguments for the guest")
+    ap.add_argument("--features-json", type=Path, help="write every kernel's probe results here")
+    args = ap.parse_args(argv)
+    status, features = 0, {}
+    for kernel in args.kernels:
+        if kernel not in KERNELS:
+            print(f"vmtest: unknown kernel {kernel!r} (want one of {', '.join(KERNELS)})",
+                  file=sys.stderr)
+            return 2
+        try:
+            run = run_kernel(kernel, tuple(shlex.split(args.pytest_args)))
+        except VmError as e:
+            print(f"vmtest: {e}", file=sys.stderr)
+            status = 2
+            continue
+        print("\n".join(report_lines(run)), flush=True)
+        features[kernel] = run.features
+        if not run.ok and status == 0:
+            status = 1
+    if args.features_json:
+        args.features_json.write_text(json.dumps(features, indent=1, sort_keys=True) + "\n")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
