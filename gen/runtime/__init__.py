@@ -10,8 +10,11 @@ from .errors import (
     LibbpfUnavailableError,
     LoadError,
     MissingCapabilityError,
+    ObjectFileError,
     RuntimeBPFError,
 )
+from .events import PerfEventArray, RingBuf
+from .layout import Bitfield, check_layout
 from .maps import (
     BPF_ANY,
     BPF_EXIST,
@@ -26,7 +29,11 @@ from .maps import (
     map_class,
     register_map_class,
 )
+from .objects import MapsBase, ObjectsBase, ObjectSpec, OpenObject, ProgramsBase
+from .programs import Link, Program
 from .spec import MapKind, MapSpec, ObjectFile, ProgramSpec, VariableSpec
+from .trace import TraceRecord, trace_pipe
+from .variables import Variable, VariablesBase
 
 __all__ = [
     "BPF_ANY",
@@ -34,22 +41,38 @@ __all__ = [
     "BPF_NOEXIST",
     "ArrayMap",
     "AttachError",
+    "Bitfield",
     "HashMap",
     "IterationAbortedError",
     "LibbpfError",
     "LibbpfUnavailableError",
+    "Link",
     "LoadError",
     "Map",
     "MapKind",
     "MapSpec",
+    "MapsBase",
     "MissingCapabilityError",
     "ObjectFile",
+    "ObjectFileError",
+    "ObjectSpec",
+    "ObjectsBase",
+    "OpenObject",
     "PerCPUArrayMap",
     "PerCPUHashMap",
+    "PerfEventArray",
     "ProgArray",
+    "Program",
     "ProgramSpec",
+    "ProgramsBase",
+    "RingBuf",
     "RuntimeBPFError",
+    "TraceRecord",
+    "Variable",
     "VariableSpec",
+    "VariablesBase",
+    "check_layout",
     "map_class",
     "register_map_class",
+    "trace_pipe",
 ]

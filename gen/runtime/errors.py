@@ -66,3 +66,7 @@ class AttachError(RuntimeBPFError):
     def __init__(self, msg: str, *, errno: int = 0) -> None:
         super().__init__(msg)
         self.errno = errno
+
+
+class ObjectFileError(RuntimeBPFError):
+    """The compiled object next to the generated module is missing or not the one generated."""

@@ -136,6 +136,7 @@ _LEVELS = (logging.WARNING, logging.INFO, logging.DEBUG)
 # Bytes in a va_list object, to copy it (va_copy) and size the message before formatting.
 _VA_LIST_SIZE = {"x86_64": 24, "aarch64": 32}.get(platform.machine(), 0)
 _lock = threading.Lock()
+_capture = threading.local()  # .lines: list[str] while a load on this thread collects messages
 
 
 @functools.cache
@@ -163,8 +164,13 @@ def _print(level: int, fmt: bytes | None, args: int | None) -> int:
     # An exception must not cross back into C: log what we can and carry on.
     try:
         pylevel = _LEVELS[level] if 0 <= level < len(_LEVELS) else logging.DEBUG
-        if fmt is not None and args is not None and logger.isEnabledFor(pylevel):
-            logger.log(pylevel, "%s", _format(fmt, args).rstrip("\n"))
+        lines: list[str] | None = getattr(_capture, "lines", None)
+        wanted = lines is not None and pylevel >= logging.WARNING
+        if fmt is not None and args is not None and (wanted or logger.isEnabledFor(pylevel)):
+            text = _format(fmt, args).rstrip("\n")
+            if wanted and lines is not None:
+                lines.append(text)
+            logger.log(pylevel, "%s", text)
     except Exception:  # pragma: no cover - defensive
         logger.exception("formatting a libbpf message failed")
     return 0
@@ -201,6 +207,19 @@ def lib() -> ctypes.CDLL:
     with _lock:
         handle.libbpf_set_print(ctypes.cast(_print_callback, c_void_p))
     return handle
+
+
+class capture_warnings:
+    """Collect libbpf's warnings on this thread (still logged), to quote them in errors."""
+
+    def __enter__(self) -> list[str]:
+        self._saved = getattr(_capture, "lines", None)
+        lines: list[str] = []
+        _capture.lines = lines
+        return lines
+
+    def __exit__(self, *exc: object) -> None:
+        _capture.lines = self._saved
 
 
 def version() -> str:

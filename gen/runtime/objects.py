@@ -1,0 +1,507 @@
+"""Loading: ObjectSpec (what a generated module declares) -> OpenObject -> Objects.
+
+The object bytes come from next to the generated module and are checked against the
+sha256 recorded at generation, so a skeleton never drives an object it was not made for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import dataclasses
+import errno as E
+import hashlib
+import importlib
+import importlib.resources
+import os
+import re
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+from importlib.abc import Traversable
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Generic, TypeVar
+
+from . import libbpf
+from .codec import Codec
+from .errors import LoadError, MissingCapabilityError, ObjectFileError, RuntimeBPFError
+from .maps import Map, map_class
+from .programs import Link, Program
+from .spec import MapSpec, ObjectFile, ProgramSpec, VariableSpec
+from .variables import Section, VariablesBase
+
+T = TypeVar("T", bound="ObjectsBase")
+
+LOG_SIZE = 1 << 20  # verifier log buffer; grown to LOG_SIZE_MAX when the kernel says ENOSPC
+LOG_SIZE_MAX = 1 << 24  # the largest log older kernels accept (UINT_MAX >> 8)
+CAP_SYS_ADMIN, CAP_PERFMON, CAP_BPF = 21, 38, 39
+
+_FAILED_PROG = re.compile(r"prog '([^']+)': (?:BPF program load failed|failed to load)")
+
+
+class MapsBase:
+    """Generated ``Maps`` classes declare one typed attribute per map."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {', '.join(sorted(vars(self)))}>"
+
+
+class ProgramsBase:
+    """Generated ``Programs`` classes declare one ``Program`` attribute per program."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {', '.join(sorted(vars(self)))}>"
+
+
+class ObjectsBase:
+    """A loaded BPF object: ``maps``, ``programs``, ``variables``; close() releases all.
+
+    A context manager: leaving the ``with`` block (also by an exception or Ctrl-C)
+    detaches every link and closes every fd.
+    """
+
+    maps: MapsBase
+    programs: ProgramsBase
+    variables: VariablesBase
+
+    def __init__(self, name: str, obj: int, keep: object = None) -> None:
+        self.name = name
+        self._obj: int | None = obj
+        self._keep = keep  # buffers libbpf may point into while the object lives
+        self._links: list[Link] = []
+        self._handles: list[Map] = []
+        self._programs: list[Program] = []
+        self._lock = threading.Lock()
+
+    @property
+    def closed(self) -> bool:
+        return self._obj is None
+
+    def _track_link(self, link: Link) -> None:
+        with self._lock:
+            self._links.append(link)
+
+    def _untrack_link(self, link: Link) -> None:
+        with self._lock, contextlib.suppress(ValueError):
+            self._links.remove(link)
+
+    @property
+    def links(self) -> tuple[Link, ...]:
+        return tuple(self._links)
+
+    def close(self) -> None:
+        """Detach all links, close maps and programs. Idempotent."""
+        obj, self._obj = self._obj, None
+        if obj is None:
+            return
+        try:
+            for link in reversed(self.links):
+                link.close()
+            for handle in self._handles:
+                try:
+                    handle.close()
+                finally:
+                    handle.fd = -1  # a stale fd number may be reused by an unrelated file
+            for program in self._programs:
+                program.fd, program._ptr = -1, None
+            variables = getattr(self, "variables", None)
+            if variables is not None:
+                variables._close()
+        finally:
+            libbpf.lib().bpf_object__close(obj)
+            self._keep = None
+
+    def __enter__(self: T) -> T:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "_obj", None) is not None:
+            # At interpreter shutdown there is nobody left to tell.
+            with contextlib.suppress(Exception):
+                self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name} {'closed' if self.closed else 'loaded'}>"
+
+
+class ObjectSpec(Generic[T]):
+    """What a generated module declares about its object; ``load()`` makes it live."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        package: str | None,
+        files: Mapping[str, ObjectFile],
+        maps: Sequence[MapSpec] = (),
+        programs: Sequence[ProgramSpec] = (),
+        variables: Sequence[VariableSpec] = (),
+        objects: type[T],
+        maps_class: type[MapsBase] = MapsBase,
+        programs_class: type[ProgramsBase] = ProgramsBase,
+        variables_class: type[VariablesBase] = VariablesBase,
+        directory: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self.name = name
+        self.package = package
+        self.files = dict(files)
+        self.maps = tuple(maps)
+        self.programs = tuple(programs)
+        self.variables = tuple(variables)
+        self.objects = objects
+        self.maps_class = maps_class
+        self.programs_class = programs_class
+        self.variables_class = variables_class
+        self.directory = directory  # read the object from here instead of the package
+        self._data: bytes | None = None
+
+    def __repr__(self) -> str:
+        return f"<ObjectSpec {self.name}>"
+
+    @property
+    def file(self) -> ObjectFile:
+        """The object for this machine's byte order."""
+        try:
+            return self.files[sys.byteorder]
+        except KeyError:
+            raise ObjectFileError(
+                f"{self.name}: no object built for this {sys.byteorder}-endian machine "
+                f"(have: {', '.join(self.files) or 'none'})"
+            ) from None
+
+    def data(self) -> bytes:
+        """The object bytes, checked against the recorded sha256 (read once)."""
+        if self._data is not None:
+            return self._data
+        file = self.file
+        where: str
+        try:
+            if self.directory is not None:
+                path = Path(self.directory) / file.filename
+                where, data = str(path), path.read_bytes()
+            elif self.package is not None:
+                res = _resource_root(self.package).joinpath(file.filename)
+                where, data = str(res), res.read_bytes()
+            else:
+                raise ObjectFileError(f"{self.name}: neither package nor directory given")
+        except OSError as e:
+            raise ObjectFileError(
+                f"{self.name}: cannot read {file.filename} next to the generated module: {e}; "
+                "regenerate with ebpf-gen"
+            ) from e
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != file.sha256:
+            raise ObjectFileError(
+                f"{self.name}: {where} has sha256 {digest}, the generated module expects "
+                f"{file.sha256}: the object was rebuilt without regenerating (run ebpf-gen)"
+            )
+        self._data = data
+        return data
+
+    def open(
+        self,
+        constants: Mapping[str, object] | None = None,
+        *,
+        max_entries: Mapping[str, int] | None = None,
+        autoload: Mapping[str, bool] | None = None,
+        log_level: int = 0,
+        log_size: int = LOG_SIZE,
+    ) -> OpenObject[T]:
+        """Open (parse) the object and apply the settings without loading; then ``.load()``."""
+        opened = self._open(log_level, log_size)
+        try:
+            if constants:
+                opened.set_constants(constants)
+            for name, n in (max_entries or {}).items():
+                opened.set_max_entries(name, n)
+            for name, on in (autoload or {}).items():
+                opened.set_autoload(name, on)
+        except BaseException:
+            opened.close()
+            raise
+        return opened
+
+    def _open(self, log_level: int, log_size: int) -> OpenObject[T]:
+        lib = libbpf.lib()
+        data = self.data()
+        stem = Path(self.file.filename).stem
+        buf = ctypes.create_string_buffer(data, len(data))
+        log_buf = _log_buffer(log_size)
+        name = stem.encode()
+        opts = libbpf.BpfObjectOpenOpts(
+            sz=ctypes.sizeof(libbpf.BpfObjectOpenOpts),
+            object_name=name,
+            kernel_log_buf=ctypes.addressof(log_buf),
+            kernel_log_size=len(log_buf),
+            kernel_log_level=log_level,
+        )
+        with libbpf.capture_warnings() as warnings:
+            ptr = lib.bpf_object__open_mem(buf, len(data), ctypes.byref(opts))
+            err = ctypes.get_errno()
+        if not ptr:
+            detail = "; ".join(warnings[-3:])
+            raise ObjectFileError(
+                f"{self.name}: libbpf cannot open {self.file.filename}: "
+                f"{os.strerror(err or E.EINVAL)}" + (f" ({detail})" if detail else "")
+            )
+        return OpenObject(self, ptr, keep=(buf, log_buf, name), log_buf=log_buf)
+
+    def load(
+        self,
+        constants: Mapping[str, object] | None = None,
+        *,
+        max_entries: Mapping[str, int] | None = None,
+        autoload: Mapping[str, bool] | None = None,
+        log_level: int = 0,
+    ) -> T:
+        """Open, apply the settings, load into the kernel; the Objects to use or close."""
+        log_size = LOG_SIZE
+        while True:
+            opened = self.open(
+                constants,
+                max_entries=max_entries,
+                autoload=autoload,
+                log_level=log_level,
+                log_size=log_size,
+            )
+            try:
+                return opened.load()
+            except LoadError as e:
+                if e.errno != E.ENOSPC or log_size >= LOG_SIZE_MAX:
+                    raise
+                log_size = LOG_SIZE_MAX  # the log was truncated: once more with room
+            finally:
+                opened.close()  # no-op once loaded: Objects took ownership
+
+
+class OpenObject(Generic[T]):
+    """A parsed, not yet loaded object. ``load()`` hands ownership to the returned Objects."""
+
+    def __init__(self, spec: ObjectSpec[T], ptr: int, *, keep: object, log_buf: Any) -> None:
+        self.spec = spec
+        self._obj: int | None = ptr
+        self._keep = keep
+        self._log_buf = log_buf
+        self._variables = {v.name: v for v in spec.variables}
+
+    def _ptr(self) -> int:
+        if self._obj is None:
+            raise RuntimeBPFError(f"{self.spec.name}: object already loaded or closed")
+        return self._obj
+
+    def _map(self, name: str) -> int:
+        ptr = libbpf.lib().bpf_object__find_map_by_name(self._ptr(), name.encode())
+        if not ptr:
+            known = ", ".join(m.name for m in self.spec.maps)
+            raise KeyError(f"{self.spec.name}: no map {name!r}; known: {known}")
+        return int(ptr)
+
+    def set_constants(self, values: Mapping[str, object]) -> None:
+        """Set initial values of globals (.rodata constants, also .data/.bss) before load."""
+        lib = libbpf.lib()
+        for name, value in values.items():
+            spec = self._variables.get(name)
+            if spec is None:
+                known = ", ".join(sorted(self._variables)) or "none"
+                raise KeyError(f"{self.spec.name}: no global variable {name!r}; known: {known}")
+            size = ctypes.sizeof(spec.type)
+            codec = Codec(spec.type, size, f"{self.spec.name}: constant {name!r}")
+            buf = codec.buffer()
+            codec.encode(value, buf)  # TypeError / ValueError before touching the object
+            section = self._map(spec.section)
+            total = ctypes.c_size_t()
+            addr = lib.bpf_map__initial_value(section, ctypes.byref(total))
+            if not addr or spec.offset + size > total.value:
+                raise RuntimeBPFError(
+                    f"{self.spec.name}: variable {name!r} at {spec.section}+{spec.offset} "
+                    f"({size} bytes) is outside the section ({total.value} bytes)"
+                )
+            ctypes.memmove(addr + spec.offset, ctypes.addressof(buf), size)
+
+    def set_max_entries(self, name: str, n: int) -> None:
+        libbpf.check(
+            libbpf.lib().bpf_map__set_max_entries(self._map(name), n),
+            f"{self.spec.name}: set_max_entries({name!r}, {n})",
+        )
+
+    def set_autoload(self, name: str, enabled: bool) -> None:
+        ptr = libbpf.lib().bpf_object__find_program_by_name(self._ptr(), name.encode())
+        if not ptr:
+            known = ", ".join(p.name for p in self.spec.programs)
+            raise KeyError(f"{self.spec.name}: no program {name!r}; known: {known}")
+        libbpf.check(
+            libbpf.lib().bpf_program__set_autoload(ptr, enabled),
+            f"{self.spec.name}: set_autoload({name!r})",
+        )
+
+    def load(self) -> T:
+        obj = self._ptr()
+        lib = libbpf.lib()
+        self._log_buf[0] = b"\0"
+        with libbpf.capture_warnings() as warnings:
+            ret = lib.bpf_object__load(obj)
+        if ret < 0:
+            raise self._load_error(-ret, warnings)
+        objects = self.spec.objects(self.spec.name, obj, keep=self._keep)
+        self._obj = None  # ownership moves to objects, which closes it on any failure below
+        try:
+            _populate(objects, self.spec, obj)
+        except BaseException:
+            objects.close()
+            raise
+        return objects
+
+    def _load_error(self, err: int, warnings: list[str]) -> Exception:
+        log = self._log_buf.value.decode("utf-8", "replace")
+        program = next((m.group(1) for w in warnings if (m := _FAILED_PROG.search(w))), None)
+        what = f"{self.spec.name}: loading"
+        if program:
+            what += f" program {program!r}"
+        if err == E.EPERM or (err == E.EACCES and not log.strip()):
+            return MissingCapabilityError(
+                err, f"{what}: permission denied ({_capability_report()}): {libbpf.CAPABILITY_HINT}"
+            )
+        detail = "; ".join(w for w in warnings if not w.startswith("libbpf: prog '") or program)
+        reason = os.strerror(err)
+        if program and err in (E.EACCES, E.EINVAL):
+            reason = f"rejected by the verifier ({reason})"
+        msg = f"{what} failed: {reason}"
+        if detail and not log:
+            msg += f" [{detail[-500:]}]"
+        return LoadError(msg, errno=err, log=log, program=program)
+
+    def close(self) -> None:
+        obj, self._obj = self._obj, None
+        if obj is not None:
+            libbpf.lib().bpf_object__close(obj)
+        self._keep = None
+
+    def __enter__(self) -> OpenObject[T]:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _attribute(cls: type[Any], c_name: str) -> str:
+    """The attribute the generator chose for ``c_name`` (keywords/builtins get a ``_``)."""
+    hints: dict[str, Any] = {}
+    for klass in reversed(cls.__mro__):
+        hints.update(getattr(klass, "__annotations__", {}))
+    if c_name in hints or c_name + "_" not in hints:
+        return c_name
+    return c_name + "_"
+
+
+def _populate(objects: ObjectsBase, spec: ObjectSpec[Any], obj: int) -> None:
+    lib = libbpf.lib()
+    maps = spec.maps_class()
+    for mspec in spec.maps:
+        ptr = lib.bpf_object__find_map_by_name(obj, mspec.name.encode())
+        if not ptr:
+            raise RuntimeBPFError(f"{spec.name}: the object has no map {mspec.name!r}")
+        _check_sizes(
+            spec.name, mspec, int(lib.bpf_map__key_size(ptr)), int(lib.bpf_map__value_size(ptr))
+        )
+        fd = int(lib.bpf_map__fd(ptr))
+        if mspec.max_entries != (n := int(lib.bpf_map__max_entries(ptr))):
+            mspec = _with_max_entries(mspec, n)
+        handle = map_class(mspec.kind)(mspec, fd, objects)
+        objects._handles.append(handle)
+        setattr(maps, _attribute(spec.maps_class, mspec.name), handle)
+    programs = spec.programs_class()
+    for pspec in spec.programs:
+        ptr = lib.bpf_object__find_program_by_name(obj, pspec.name.encode())
+        if not ptr:
+            raise RuntimeBPFError(f"{spec.name}: the object has no program {pspec.name!r}")
+        program = Program(
+            pspec.name, pspec.section, int(lib.bpf_program__fd(ptr)), ptr=int(ptr), owner=objects
+        )
+        objects._programs.append(program)
+        setattr(programs, _attribute(spec.programs_class, pspec.name), program)
+    sections: dict[str, Section] = {}
+    for section in sorted({v.section for v in spec.variables}):
+        ptr = lib.bpf_object__find_map_by_name(obj, section.encode())
+        if not ptr:
+            continue  # e.g. a section the object never materialised
+        sections[section] = Section(
+            section,
+            int(lib.bpf_map__fd(ptr)),
+            int(lib.bpf_map__value_size(ptr)),
+            int(lib.bpf_map__map_flags(ptr)),
+            readonly=section.startswith(".rodata"),
+        )
+    objects.maps = maps
+    objects.programs = programs
+    objects.variables = spec.variables_class(spec.variables, sections)
+
+
+def _with_max_entries(mspec: MapSpec, n: int) -> MapSpec:
+    return dataclasses.replace(mspec, max_entries=n)
+
+
+def _check_sizes(obj: str, mspec: MapSpec, key_size: int, value_size: int) -> None:
+    for what, ctype, size in (("key", mspec.key, key_size), ("value", mspec.value, value_size)):
+        if ctype is not None and ctypes.sizeof(ctype) != size and size:
+            raise RuntimeBPFError(
+                f"{obj}: map {mspec.name!r}: {what} type {ctype.__name__} is "
+                f"{ctypes.sizeof(ctype)} bytes, the object says {size}"
+            )
+
+
+def _resource_root(name: str) -> Traversable:
+    """Where files next to module or package ``name`` live (generated modules pass
+    ``__name__``, which is a plain module unless the skeleton is a package ``__init__``)."""
+    module = sys.modules.get(name)
+    if module is None:
+        module = importlib.import_module(name)
+    if hasattr(module, "__path__"):
+        return importlib.resources.files(name)
+    parent = module.__spec__.parent if module.__spec__ is not None else ""
+    if parent:
+        return importlib.resources.files(parent)
+    file = getattr(module, "__file__", None)
+    if file is None:
+        raise ObjectFileError(f"module {name} has no location to find its object file next to")
+    return Path(file).parent
+
+
+_log_buffers = threading.local()
+
+
+def _log_buffer(size: int) -> Any:
+    """A per-thread verifier log buffer, reused so that loads do not zero megabytes."""
+    buf = getattr(_log_buffers, "buf", None)
+    if buf is None or len(buf) != size:
+        buf = ctypes.create_string_buffer(size)
+        _log_buffers.buf = buf
+    return buf
+
+
+def _capability_report() -> str:
+    try:
+        with open("/proc/self/status") as f:
+            eff = next(int(line.split()[1], 16) for line in f if line.startswith("CapEff:"))
+    except (OSError, StopIteration, ValueError):
+        return "capabilities unknown"
+    have = [
+        n
+        for n, bit in (
+            ("CAP_BPF", CAP_BPF),
+            ("CAP_PERFMON", CAP_PERFMON),
+            ("CAP_SYS_ADMIN", CAP_SYS_ADMIN),
+        )
+        if eff >> bit & 1
+    ]
+    return "this process has " + (
+        ", ".join(have) if have else "none of CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN"
+    )
