@@ -272,7 +272,7 @@ def parse(source: Path, cflags: Sequence[str]) -> TranslationUnit:
         raise SourceError("no such file", where=str(source))
     ci = _cindex()
     args = [*BASE_FLAGS, *_parse_flags(cflags)]
-    builtin = _builtin_include_dir()
+    builtin = _system_clang().include
     if builtin:
         # libclang from the wheel looks for stddef.h & co next to itself, where the wheel
         # ships none; -resource-dir is ignored through this API, so add clang's dir instead.
@@ -306,21 +306,33 @@ def _parse_flags(cflags: Sequence[str]) -> list[str]:
     return out
 
 
+@dataclass(frozen=True)
+class _Clang:
+    include: str | None  # clang's builtin headers (stddef.h, stdint.h, ...)
+    major: int  # the version that compiles the object; 0 when unknown
+
+
 @functools.lru_cache(maxsize=1)
-def _builtin_include_dir() -> str | None:
+def _system_clang() -> _Clang:
+    """The clang on PATH (the one that compiles), found through its resource dir."""
+    res: Path | None = None
     clang = shutil.which("clang")
     if clang:
         try:
             proc = subprocess.run(
                 [clang, "-print-resource-dir"], capture_output=True, text=True, timeout=10,
             )
-            inc = Path(proc.stdout.strip()) / "include"
-            if proc.returncode == 0 and (inc / "stddef.h").is_file():
-                return str(inc)
+            if proc.returncode == 0:
+                res = Path(proc.stdout.strip())
         except (OSError, subprocess.SubprocessError):
             pass
-    found = sorted(glob.glob("/usr/lib/llvm-*/lib/clang/*/include/stddef.h"))
-    return str(Path(found[-1]).parent) if found else None
+    if res is None or not (res / "include" / "stddef.h").is_file():
+        found = sorted(glob.glob("/usr/lib/llvm-*/lib/clang/*/include/stddef.h"))
+        res = Path(found[-1]).parent.parent if found else None
+    if res is None:
+        return _Clang(None, 0)
+    major = res.name.split(".")[0]  # .../lib/clang/14.0.6 or .../lib/clang/18
+    return _Clang(str(res / "include"), int(major) if major.isdigit() else 0)
 
 
 # --- inference: which type each event map carries -----------------------------------------
@@ -745,8 +757,14 @@ class _Builder:
                 return known
         values = tuple(EnumValue(c.spelling, c.enum_value) for c in decl.children()
                        if c.kind == "ENUM_CONSTANT_DECL")
-        # newer clang marks an enum signed when its integer type is (BTF kind_flag)
-        signed = decl.enum_int_type.canonical().kind in _SIGNED_INT_KINDS
+        # clang >= 15 marks an enum signed (BTF kind_flag) when its integer type is, which
+        # in C means it has a negative value; clang 14 writes every value unsigned
+        major = _system_clang().major
+        signed = (major == 0 or major >= 15) and (
+            decl.enum_int_type.canonical().kind in _SIGNED_INT_KINDS)
+        if not signed:
+            mask = (1 << (size * 8)) - 1
+            values = tuple(EnumValue(v.name, v.value & mask) for v in values)
         kind = Kind.ENUM64 if size > 4 else Kind.ENUM
         loc = decl.loc
 
@@ -867,6 +885,7 @@ def analyze(source: Path, cflags: Sequence[str], model: ObjectModel,
 
     for key, uses in warned.items():
         diags.append(_not_in_btf(records_by_key[key], uses))
+    diags.sort(key=lambda d: (d.file, d.line, d.column))
 
     if not builder.new:
         return replace(model, maps=tuple(maps),
