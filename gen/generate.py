@@ -208,13 +208,18 @@ def changed_files(output_dir: Path, files: Mapping[str, bytes]) -> list[Path]:
 
 
 def write_outputs(output_dir: Path, files: Mapping[str, bytes]) -> None:
-    """Write all ``files`` into ``output_dir`` or none of them."""
+    """Write all ``files`` into ``output_dir`` or none of them.
+
+    Each previous output is kept as a hard-linked backup until every new file is in place,
+    so a rename failing halfway (a target that is a directory, a full disk) rolls back.
+    """
     where = str(output_dir)
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise OutputError(f"cannot create output directory: {e.strerror}", where=where) from e
     temps: list[tuple[str, Path]] = []
+    done: list[tuple[Path, Path | None]] = []  # (target, backup of what it replaced)
     try:
         for name, data in files.items():
             fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=output_dir)
@@ -225,13 +230,34 @@ def write_outputs(output_dir: Path, files: Mapping[str, bytes]) -> None:
                 os.fsync(f.fileno())
             os.chmod(tmp_name, 0o644)  # mkstemp's 0600 would make generated files private
         for name, tmp in temps:
-            os.replace(tmp, output_dir / name)
+            target = output_dir / name
+            backup: Path | None = None
+            if target.is_file() and not target.is_symlink():
+                backup = Path(tempfile.mktemp(prefix=f".{name}.", suffix=".bak", dir=output_dir))
+                os.link(target, backup)
+            try:
+                os.replace(tmp, target)
+            except OSError:
+                if backup is not None:
+                    backup.unlink()
+                raise
+            done.append((target, backup))
         _fsync_dir(output_dir)
     except OSError as e:
+        for target, backup in reversed(done):
+            with contextlib.suppress(OSError):
+                if backup is not None:
+                    os.replace(backup, target)
+                else:
+                    target.unlink()
         for _, tmp in temps:
             with contextlib.suppress(OSError):
                 tmp.unlink()
         raise OutputError(f"cannot write outputs: {e.strerror or e}", where=where) from e
+    for _, backup in done:
+        if backup is not None:
+            with contextlib.suppress(OSError):
+                backup.unlink()
 
 
 def _fsync_dir(path: Path) -> None:

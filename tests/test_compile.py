@@ -6,7 +6,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from ebpf_gen.compile import clang_command, compile_bpf, parse_depfile
 from ebpf_gen.errors import CompileError
 
