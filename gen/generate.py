@@ -177,8 +177,14 @@ def check_same_layout(le: ObjectModel, be: ObjectModel, *, where: str) -> None:
     for a, b in zip(le.btf.types, be.btf.types, strict=True):
         if a != b:
             name = f" '{a.name}'" if a.name else ""
+            detail = ""
+            sa, sb = getattr(a, "size", None), getattr(b, "size", None)
+            if sa != sb:
+                detail = f": size {sa} in bpfel, {sb} in bpfeb"
+            elif a.kind != b.kind or a.name != b.name:
+                detail = f": {b.kind.name} '{b.name}' in bpfeb"
             raise LayoutError(
-                f"type id {a.id} ({a.kind.name}{name}) differs between bpfel and bpfeb: {a} != {b}",
+                f"type id {a.id} ({a.kind.name}{name}) differs between bpfel and bpfeb{detail}",
                 where=where,
             )
     for what, x, y in (

@@ -314,3 +314,17 @@ def test_generate_from_pyproject_skips_when_unchanged(project: Path) -> None:
     (project / "generated" / "hello.py").write_text("# edited\n")
     check = run("generate", "--check", cwd=project)
     assert check.returncode == 1 and "generated/hello.py" in check.stdout
+
+
+def test_byte_orders_disagreeing_is_a_layout_error(project: Path) -> None:
+    src = project / "src" / "hello.bpf.c"
+    src.write_text(HELLO.replace(
+        "struct event { __u32 pid; char comm[16]; };",
+        "#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__\n"
+        "struct event { __u64 pid; char comm[16]; };\n#else\n"
+        "struct event { __u32 pid; char comm[16]; };\n#endif\n"
+        "struct event *unused_event __attribute__((unused));",
+    ))
+    proc = run("src/hello.bpf.c", "--", INC, cwd=project)
+    assert_failed(proc, "src/hello.bpf.c: type id ", project)
+    assert "differs between bpfel and bpfeb" in proc.stderr
