@@ -13,14 +13,13 @@ from dataclasses import fields
 from pathlib import Path
 
 import pytest
-from elftools.elf.elffile import ELFFile
-
 from ebpf_gen.btf import decode as decode_mod
 from ebpf_gen.btf import wire
 from ebpf_gen.btf.decode import decode_btf
 from ebpf_gen.btf.raw import dump_raw
 from ebpf_gen.btf.types import Enum, Func, Kind, Linkage, Member, Param, Spec
 from ebpf_gen.errors import BTFError
+from elftools.elf.elffile import ELFFile
 
 from .conftest import REPO, compile_bpf, need, require_tool
 
@@ -51,7 +50,7 @@ def assert_same_dump(ours: str, theirs: str, what: str) -> None:
     if ours == theirs:
         return
     a, b = ours.splitlines(), theirs.splitlines()
-    for n, (x, y) in enumerate(zip(a, b), 1):
+    for n, (x, y) in enumerate(zip(a, b, strict=False), 1):
         if x != y:
             pytest.fail(f"{what}: line {n} differs\n  ours:    {x!r}\n  bpftool: {y!r}")
     pytest.fail(f"{what}: {len(a)} lines from us, {len(b)} from bpftool")
@@ -97,7 +96,7 @@ def test_snippet_covers_every_kind_clang_emits(objects: dict[tuple[str, str], Pa
     # clang 14 emits neither ENUM64 nor signed ENUMs: the hand-built tests cover those.
     assert seen == set(Kind) - {Kind.ENUM64}, set(Kind) - seen
     bits = spec.named("bits", Kind.STRUCT)[0]
-    assert [(m.name, m.bit_offset, m.bitfield_size) for m in bits.members][:3] == [  # type: ignore[union-attr]
+    assert [(m.name, m.bit_offset, m.bitfield_size) for m in bits.members][:3] == [
         ("a", 0, 3), ("b", 3, 5), ("c", 8, 40)]
     u64e = spec.named("u64e", Kind.ENUM)[0]
     assert isinstance(u64e, Enum) and u64e.size == 8
@@ -308,4 +307,4 @@ def test_bad_linkage_and_string_table() -> None:
 def test_decoded_params_and_vararg(objects: dict[tuple[str, str], Path]) -> None:
     spec: Spec = decode_btf(btf_section(objects["kinds", "bpfel"]))
     protos = [t for t in spec if t.kind == Kind.FUNC_PROTO]
-    assert any(p.params and p.params[-1] == Param("", 0) for p in protos)  # type: ignore[union-attr]
+    assert any(p.params and p.params[-1] == Param("", 0) for p in protos)

@@ -1,11 +1,13 @@
 """Bytes of a .BTF section -> ``Spec``.
 
-Speed matters (vmlinux has ~130k types, the bench holds us to 3x bpftool), so the hot loop
-works on one list of u32 words, resolves names through a dict built in C from the split
-string table, builds variable-length trailers with ``map`` over strided slices, and shares
-identical ``Param`` objects (vmlinux repeats four in five). Errors are not checked per word:
-a record running past the section surfaces as IndexError inside the loop and is turned
-into a BTFError there, where the type id and offset are still in hand.
+Speed matters (vmlinux has ~130k types; the bench compares us with bpftool), so: the type
+section is read once into a list of u32 words (every BTF record is whole words); names come
+from a dict built in C from the split string table; trailers are built by ``map`` over one
+slice of words; identical ``Param`` objects are shared (vmlinux repeats four in five); model
+objects are built through their slot setters rather than the frozen ``__init__``; and the
+garbage collector is paused while ~230k objects that are never garbage are created. Errors
+are not checked per word: a record running past the section surfaces as IndexError inside
+the loop and becomes a BTFError there, where the type id and offset are still in hand.
 """
 
 from __future__ import annotations
@@ -109,7 +111,7 @@ def _string_table(data: bytes, start: int, length: int, where: str) -> _Names:
     if isinstance(table, str):
         lens = list(map(len, pieces))
     starts = accumulate(map((1).__add__, lens), initial=0)
-    names.update(zip(starts, pieces))
+    names.update(zip(starts, pieces, strict=False))  # starts runs one past the last string
     return names
 
 
@@ -177,7 +179,7 @@ def _check_cycles(chain: dict[int, int], types: list[Type], w: list[int], start:
             path.append(tid)
             tid = chain[tid]
         if state.get(tid) is False:
-            loop = path[path.index(tid):] + [tid]
+            loop = [*path[path.index(tid) :], tid]
             raise BTFError(
                 f"type id {tid} at offset {_record_offsets(w, start)[tid]}: "
                 "typedef/qualifier/array cycle "
@@ -226,7 +228,7 @@ MAKERS: dict[type[Any], _Maker] = {
 class _Params(dict[tuple[int, int], Param]):
     """(name_off, type) -> a shared Param: vmlinux's 83k parameters hold 21k distinct ones."""
 
-    __slots__ = ("_names", "_make")
+    __slots__ = ("_make", "_names")
 
     def __init__(self, names: _Names) -> None:
         super().__init__()
@@ -371,7 +373,7 @@ def _decode(data: bytes, where: str) -> Spec:
                     raise IndexError
                 chunk = w[i:e]
                 it = iter(chunk)
-                add(proto(tid, name, su, tuple(map(param, zip(it, it)))))
+                add(proto(tid, name, su, tuple(map(param, zip(it, it, strict=True)))))
                 ref(su)
                 more_refs(chunk[1::2])
                 i = e

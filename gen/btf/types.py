@@ -231,7 +231,7 @@ class DeclTag:
     kind: Kind = field(default=Kind.DECL_TAG, init=False)
 
 
-Type = Union[
+Type = Union[  # noqa: UP007 (a runtime alias; kept as the model defines it)
     Void, Int, Ptr, Array, Struct, Union_, Enum, Fwd, Typedef, Qualifier, Func, FuncProto,
     Var, DataSec, Float, DeclTag,
 ]

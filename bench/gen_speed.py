@@ -1,0 +1,137 @@
+"""Generator speed, side by side with bpftool in one run.
+
+(a) Decoding /sys/kernel/btf/vmlinux in-process vs ``bpftool btf dump file vmlinux format c``
+    (wall time of the whole bpftool process). Target: ratio <= 3.
+(b) Generating a skeleton from a compiled object: process time (user+sys) of
+    ``python -m ebpf_gen.cli --object X`` vs ``bpftool gen skeleton X``. Target: < 150 ms.
+
+The host is shared (two cores), so each number is the median of N runs and CPU time is shown
+next to wall time where it applies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+PY = REPO / ".venv" / "bin" / "python"
+VMLINUX = Path("/sys/kernel/btf/vmlinux")
+CFLAGS = ["-O2", "-g", "-target", "bpfel", "-D__TARGET_ARCH_x86",
+          "-I/usr/include/x86_64-linux-gnu"]
+
+
+def median_of(n: int, run: Callable[[], float]) -> float:
+    return statistics.median(run() for _ in range(n))
+
+
+def child_cpu(cmd: list[str], **kw: object) -> tuple[float, float]:
+    """(wall, user+sys) seconds of one child process, from wait4's rusage."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **kw)  # type: ignore[call-overload]
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    stderr = proc.stderr.read().decode() if proc.stderr else ""
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{stderr}")
+    return wall, usage.ru_utime + usage.ru_stime
+
+
+def bench_vmlinux(n: int) -> None:
+    print("(a) full decode of /sys/kernel/btf/vmlinux")
+    if not VMLINUX.exists():
+        print("    skipped: this kernel has no /sys/kernel/btf/vmlinux")
+        return
+    bpftool = shutil.which("bpftool")
+    if bpftool is None:
+        print("    skipped: bpftool not installed")
+        return
+    sys.path.insert(0, str(REPO))
+    from ebpf_gen.btf.decode import decode_btf
+
+    def ours() -> tuple[float, float]:
+        w0, c0 = time.perf_counter(), time.process_time()
+        spec = decode_btf(VMLINUX.read_bytes(), where=str(VMLINUX))
+        w1, c1 = time.perf_counter(), time.process_time()
+        assert len(spec) > 1000
+        return w1 - w0, c1 - c0
+
+    runs = [ours() for _ in range(n)]
+    ours_wall = statistics.median(r[0] for r in runs)
+    ours_cpu = statistics.median(r[1] for r in runs)
+    theirs = [child_cpu([bpftool, "btf", "dump", "file", str(VMLINUX), "format", "c"])
+              for _ in range(n)]
+    theirs_wall = statistics.median(r[0] for r in theirs)
+    theirs_cpu = statistics.median(r[1] for r in theirs)
+    ratio = ours_wall / theirs_wall
+    print(f"    ebpf_gen decode_btf  wall {ours_wall * 1e3:7.1f} ms   cpu {ours_cpu * 1e3:7.1f} ms")
+    print(f"    bpftool format c     wall {theirs_wall * 1e3:7.1f} ms   "
+          f"cpu {theirs_cpu * 1e3:7.1f} ms")
+    print(f"    ratio (wall) {ratio:.2f}x   ratio (cpu) {ours_cpu / theirs_cpu:.2f}x   "
+          f"target <= 3.00x: {'ok' if ratio <= 3 else 'MISSED'}")
+
+
+def objects(workdir: Path) -> list[Path]:
+    sources = sorted((REPO / "examples").glob("*.bpf.c")) or sorted(
+        (REPO / "tests" / "btf_snippets").glob("*.bpf.c"))
+    built = []
+    for src in sources:
+        obj = workdir / (src.name.removesuffix(".bpf.c") + ".o")
+        proc = subprocess.run(["clang", *CFLAGS, "-c", str(src), "-o", str(obj)],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            print(f"    {src.name}: clang failed, left out:\n{proc.stderr}")
+            continue
+        built.append(obj)
+    return built
+
+
+def bench_objects(n: int) -> None:
+    print("(b) skeleton generation per object: process time (user+sys) of the child")
+    if importlib.util.find_spec("ebpf_gen.cli") is None:
+        print("    not available yet: ebpf_gen.cli is missing")
+        return
+    bpftool = shutil.which("bpftool")
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        objs = objects(workdir)
+        print(f"    {'object':<24}{'ebpf-gen cpu':>14}{'wall':>10}{'bpftool cpu':>14}"
+              f"{'ratio':>8}  target < 150 ms")
+        for obj in objs:
+            out = workdir / f"out_{obj.stem}"
+            out.mkdir()
+            ours = [child_cpu([str(PY), "-m", "ebpf_gen.cli", "--object", str(obj),
+                               "--output-dir", str(out)], cwd=REPO) for _ in range(n)]
+            cpu = statistics.median(r[1] for r in ours)
+            wall = statistics.median(r[0] for r in ours)
+            if bpftool:
+                theirs = statistics.median(
+                    child_cpu([bpftool, "gen", "skeleton", str(obj)])[1] for _ in range(n))
+                their_txt, ratio = f"{theirs * 1e3:11.1f} ms", f"{cpu / theirs:7.1f}x"
+            else:
+                their_txt, ratio = f"{'n/a':>14}", f"{'':>8}"
+            verdict = "ok" if cpu < 0.150 else "MISSED"
+            print(f"    {obj.name:<24}{cpu * 1e3:11.1f} ms{wall * 1e3:7.1f} ms{their_txt}"
+                  f"{ratio}  {verdict}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("-n", type=int, default=7, help="runs per measurement (median)")
+    args = ap.parse_args()
+    bench_vmlinux(args.n)
+    bench_objects(args.n)
+
+
+if __name__ == "__main__":
+    main()
