@@ -11,7 +11,9 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -92,3 +94,32 @@ def compile_bpf(src: Path, out: Path, *, target: str = "bpfel", extra: tuple[str
     if proc.returncode != 0:
         raise AssertionError(f"clang failed: {' '.join(cmd)}\n{proc.stderr}")
     return out
+
+
+@pytest.fixture(scope="session")
+def skeleton(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, str], ModuleType]:
+    """Build (clang + the ebpf-gen CLI) and import a skeleton from BPF C text:
+    ``skeleton("name", source)`` -> the generated module (cached per session)."""
+    import importlib
+    import sys
+
+    root = tmp_path_factory.mktemp("skeletons")
+    package = f"skel_{os.getpid()}"
+    (root / package).mkdir()
+    (root / package / "__init__.py").write_text("")
+    sys.path.insert(0, str(root))
+    built: dict[str, ModuleType] = {}
+
+    def build(name: str, source: str) -> ModuleType:
+        if name not in built:
+            src = root / f"{name}.bpf.c"
+            src.write_text(source)
+            cmd = [sys.executable, "-m", "ebpf_gen.cli", str(src), "--output-dir",
+                   str(root / package)]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise AssertionError(f"{' '.join(cmd)} failed:\n{proc.stdout}{proc.stderr}")
+            built[name] = importlib.import_module(f"{package}.{name}")
+        return built[name]
+
+    return build

@@ -167,17 +167,22 @@ class Map(MutableMapping[Any, Any]):
     def _iter_raw(self) -> Iterator[Any]:
         """Yield key buffers (fresh each time), each key at most once.
 
-        A hash map's get_next_key restarts from the first key when the previous key was
-        deleted meanwhile; remembering what was yielded skips the replayed prefix, and a
-        step bound stops a map that changes faster than we walk it.
+        A hash map's get_next_key starts over from the first key when the previous key was
+        deleted meanwhile. Then we resume from the most recent key we walked that still
+        exists (kept in a short history), skip keys already yielded, and give up with
+        IterationAbortedError only if the map changes faster than we can walk it.
         """
         if self._key is None:
             return
+        new_key = self._key.buffer
+        probe = self._new_value_buffer()
+        probe_addr = self._value_address(probe)
         seen: set[bytes] = set()
+        history: list[Any] = []  # last walked keys, oldest first
         prev: Any = None
-        steps, limit = 0, 4 * max(self.max_entries, 1) + 1024
+        steps, limit = 0, 8 * max(self.max_entries, 1) + 4096
         while True:
-            nxt = self._key.buffer()
+            nxt = new_key()
             ret = self._next_key_fn(
                 self.fd, None if prev is None else ctypes.addressof(prev), ctypes.addressof(nxt)
             )
@@ -189,10 +194,25 @@ class Map(MutableMapping[Any, Any]):
             if steps > limit:
                 raise IterationAbortedError(
                     f"map {self.name!r}: iteration aborted after {limit} steps: entries "
-                    "are deleted faster than they can be walked"
+                    "change faster than they can be walked"
                 )
             raw = bytes(nxt)
+            if raw in seen and prev is not None:
+                # Started over: resume after the latest walked key still present.
+                resume = None
+                while history:
+                    candidate = history.pop()
+                    if self._lookup_fn(self.fd, ctypes.addressof(candidate), probe_addr) == 0:
+                        resume = candidate
+                        break
+                if resume is not None:
+                    prev = resume
+                    history.append(resume)
+                    continue
             prev = nxt
+            history.append(nxt)
+            if len(history) > 16:
+                del history[0]
             if raw in seen:
                 continue
             seen.add(raw)
@@ -381,8 +401,12 @@ class ProgArray(Map):
     def _value_codec(self, value: CType | None, size: int) -> Codec:
         return Codec(ctypes.c_uint32, 4, f"map {self.name!r}: value")
 
+    def __iter__(self) -> Iterator[int]:
+        # Every slot is a key to get_next_key; only filled slots are entries.
+        return (k for k, _ in self._iter_items())
+
     def __len__(self) -> int:
-        return sum(1 for _ in self._iter_raw())
+        return sum(1 for _ in self._iter_items())
 
 
 _registry: dict[MapKind, type[Map]] = {
