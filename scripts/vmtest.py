@@ -109,7 +109,8 @@ def _parse_junit(path: Path) -> tuple[list[CaseResult], float]:
             parts = tc.get("classname", "").split(".")
             for i in range(len(parts), 0, -1):
                 if (REPO / Path(*parts[:i])).with_suffix(".py").exists():
-                    nodeid = "/".join(parts[:i]) + ".py::" + "::".join([*parts[i:], tc.get("name", "")])
+                    tail = "::".join([*parts[i:], tc.get("name", "")])
+                    nodeid = "/".join(parts[:i]) + ".py::" + tail
                     break
             else:
                 nodeid = f"{tc.get('classname')}::{tc.get('name')}"
@@ -186,7 +187,8 @@ def run_kernel(kernel: str, pytest_args: tuple[str, ...] = ()) -> KernelRun:
 
 
 def report_lines(run: KernelRun) -> list[str]:
-    lines = [f"== kernel {run.kernel} ({run.uname}): boot+probe {run.total_seconds - run.test_seconds:.0f}s, "
+    boot = run.total_seconds - run.test_seconds
+    lines = [f"== kernel {run.kernel} ({run.uname}): boot+probe {boot:.0f}s, "
              f"tests {run.test_seconds:.0f}s, {len(run.cases)} test(s)"]
     for c in run.cases:
         lines.append(f"{c.outcome.upper():7} [{run.kernel}] {c.name}")

@@ -69,13 +69,14 @@ def test_ksyscall_execve_reaches_perf_buffer(tmp_path: Path, clang: str) -> None
         assert link, f"ksyscall/execve attach: {os.strerror(ctypes.get_errno())}"
         pids: list[int] = []
 
-        @SAMPLE_CB
         def on_sample(_ctx: int | None, _cpu: int, data: int | None, size: int) -> None:
             assert data is not None and size >= 4
             pids.append(ctypes.c_uint32.from_address(data).value)
 
+        sample_cb = SAMPLE_CB(on_sample)  # kept referenced while the buffer lives
+
         fd = lib.bpf_map__fd(lib.bpf_object__find_map_by_name(obj, b"events"))
-        pb = lib.perf_buffer__new(fd, 8, on_sample, None, None, None)
+        pb = lib.perf_buffer__new(fd, 8, sample_cb, None, None, None)
         assert pb, f"perf_buffer__new: {os.strerror(ctypes.get_errno())}"
         try:
             # The pid that calls execve is the child's own (fork, then exec).

@@ -1,0 +1,62 @@
+"""The VM tier from the host: boot each stock Debian kernel once, run the kernel and kprobe
+tiers inside, and fail with every failing guest test's name and message.
+
+Kernels: VM_KERNELS (space separated, default "5.10 6.1 6.12"). Each boot runs the
+guest's whole tier; the feature probe's results must match tests/vm/kernel_features.py.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from types import ModuleType
+
+import pytest
+
+from tests.conftest import IN_CI, REPO, VM_KERNEL, need
+from tests.vm.kernel_features import FEATURES
+
+
+def _vmtest() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("vmtest", REPO / "scripts/vmtest.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["vmtest"] = mod  # dataclasses resolve their module by name
+    spec.loader.exec_module(mod)
+    return mod
+
+
+KERNELS = os.environ.get("VM_KERNELS", "5.10 6.1 6.12").split()
+
+
+@pytest.mark.vm
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_guest_tier_passes(kernel: str) -> None:
+    if VM_KERNEL:
+        pytest.skip("already inside a VM")  # deselected by marker anyway; never nest qemu
+    vmtest = _vmtest()
+    need(vmtest.missing_host_tools())
+    if os.geteuid() != 0:
+        need("the VM tier needs root (the guest runs the kernel tier as root)")
+    try:
+        run = vmtest.run_kernel(kernel)
+    except vmtest.VmError as e:
+        # A kernel that can't be fetched (no mirror) is an absent requirement; under CI,
+        # need() turns it into a failure.
+        if "fetch failed" in str(e) and not IN_CI:
+            pytest.skip(str(e))
+        pytest.fail(str(e))
+    report = "\n".join(vmtest.report_lines(run))
+    print(report)
+    bad = [c for c in run.cases if c.outcome in ("failed", "error")]
+    assert run.cases, f"kernel {kernel}: the guest ran no tests\n{run.log[-3000:]}"
+    assert not bad and run.ok, f"kernel {kernel}: {len(bad)} guest test(s) failed\n{report}"
+    probed = {name: bool(v.get("present")) for name, v in run.features.items()}
+    assert probed == FEATURES[kernel], (
+        f"kernel {kernel}: feature probe disagrees with tests/vm/kernel_features.py:\n"
+        + "\n".join(f"  {k}: table {FEATURES[kernel].get(k)}, probed {probed.get(k)} "
+                    f"({run.features.get(k, {}).get('detail')})"
+                    for k in sorted(set(probed) | set(FEATURES[kernel]))
+                    if probed.get(k) != FEATURES[kernel].get(k))
+    )
