@@ -10,7 +10,6 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-
 from ebpf_gen.runtime import LoadError, ObjectFileError, ObjectSpec, RuntimeBPFError
 
 pytestmark = pytest.mark.kernel
@@ -175,7 +174,7 @@ def test_object_integrity(mod: ModuleType, tmp_path: Path) -> None:
         name=spec.name, package=None, directory=tmp_path, files=spec.files, maps=spec.maps,
         programs=spec.programs, variables=spec.variables, objects=spec.objects,
     )
-    with pytest.raises(ObjectFileError, match="sha256.*regenerat"):
+    with pytest.raises(ObjectFileError, match=r"sha256.*regenerat"):
         tampered.load()
     missing: ObjectSpec[mod.Objects] = ObjectSpec(
         name=spec.name, package=None, directory=tmp_path / "nowhere", files=spec.files,

@@ -9,7 +9,6 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-
 from ebpf_gen.runtime import BPF_EXIST, BPF_NOEXIST, LibbpfError, libbpf
 
 pytestmark = pytest.mark.kernel

@@ -6,11 +6,11 @@ import ctypes
 import ctypes.util
 import os
 from collections.abc import Callable
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
-
 from ebpf_gen.runtime import AttachError
 
 pytestmark = pytest.mark.kernel
@@ -157,7 +157,8 @@ def test_kprobe_attach(probes: Any) -> None:
 def test_uprobe_on_libc(probes: Any) -> None:
     libc = ctypes.util.find_library("c")
     assert libc
-    path = next(line.split()[-1] for line in open("/proc/self/maps") if "libc.so" in line)
+    maps = Path("/proc/self/maps").read_text().splitlines()
+    path = next(line.split()[-1] for line in maps if "libc.so" in line)
     getppid = ctypes.CDLL(libc).getppid
     with probes.programs.on_uprobe.attach_uprobe(path, "getppid", pid=os.getpid()):
         getppid()
