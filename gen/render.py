@@ -212,12 +212,14 @@ def _record_block(fmt: Formatter, rec: Record, used: set[str]) -> _ClassBlock:
     body.append(text(Group("[", tuple(items), "]", call=False), indent=4, lead="_fields_ = "))
     for bf in rec.bitfields:
         used.add("Bitfield")
-        args = (
+        args: tuple[Atom, ...] = (
             _lit(bf.storage),
             Atom(f"bit={bf.bit}"),
             Atom(f"bits={bf.bits}"),
             Atom(f"signed={bf.signed}"),
         )
+        if fmt.spec.byteorder == "big":
+            args = (*args, Atom('byteorder="big"'))  # bit numbering of a big-endian object
         body.append(text(Group("Bitfield(", args, ")", call=True), indent=4, lead=f"{bf.name} = "))
     base = "ctypes.Union" if rec.is_union else "ctypes.Structure"
     offsets = tuple(Atom(f"{naming.py_str(k)}: {v}") for k, v in rec.offsets.items())
