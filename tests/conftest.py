@@ -84,7 +84,9 @@ def clang() -> str:
     return require_tool("clang")
 
 
-def compile_bpf(src: Path, out: Path, *, target: str = "bpfel", extra: tuple[str, ...] = ()) -> Path:
+def compile_bpf(
+    src: Path, out: Path, *, target: str = "bpfel", extra: tuple[str, ...] = ()
+) -> Path:
     """Compile a BPF C file the way tests need it (not the product's reproducible flags)."""
     cmd = [
         "clang", "-O2", "-g", "-target", target, "-D__TARGET_ARCH_x86",
@@ -115,7 +117,7 @@ def skeleton(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, str], M
             src = root / f"{name}.bpf.c"
             src.write_text(source)
             cmd = [sys.executable, "-m", "ebpf_gen.cli", str(src), "--output-dir",
-                   str(root / package)]
+                   str(root / package), "--", "-I/usr/include/x86_64-linux-gnu"]
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode != 0:
                 raise AssertionError(f"{' '.join(cmd)} failed:\n{proc.stdout}{proc.stderr}")
