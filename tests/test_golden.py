@@ -202,11 +202,20 @@ def test_goldens_pass_ruff_and_mypy(tmp_path: Path) -> None:
         check=True,
         cwd=REPO,
     )
-    # mypy cannot follow the editable install's path hook: point it at the package
+    # mypy cannot follow the editable install's path hook: point it at the package; the
+    # runtime's own errors are reported by `make lint`, not here
     (tmp_path / "ebpf_gen").symlink_to(REPO / "gen")
     env = {**os.environ, "MYPYPATH": str(tmp_path)}
     proc = subprocess.run(
-        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", *map(str, goldens)],
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--strict",
+            "--no-incremental",
+            "--follow-imports=silent",
+            *map(str, goldens),
+        ],
         cwd=tmp_path,
         env=env,
         capture_output=True,
