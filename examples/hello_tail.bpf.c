@@ -9,8 +9,9 @@
 struct {
 	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
 	__uint(max_entries, 500);
-	__uint(key_size, sizeof(__u32));
-	__uint(value_size, sizeof(__u32));
+	/* Typed in BTF so that the generated handle takes syscall numbers as ints. */
+	__type(key, __u32);
+	__type(value, __u32);
 } syscall SEC(".maps");
 
 SEC("raw_tracepoint/sys_enter")
