@@ -345,6 +345,7 @@ _OUTPUT_HELPERS = {
     "bpf_ringbuf_output": (0, 1),
 }
 _RESERVE = "bpf_ringbuf_reserve"
+_TYPE_DECLS = frozenset({"STRUCT_DECL", "UNION_DECL", "ENUM_DECL", "TYPEDEF_DECL"})
 # Nodes that only convert or parenthesise: the type we want is underneath.
 _TRANSPARENT = frozenset({"UNEXPOSED_EXPR", "PAREN_EXPR", "CSTYLE_CAST_EXPR"})
 
@@ -451,19 +452,17 @@ class _Inference:
         # (callee USR, parameter index) -> map refs passed there
         self.bindings: dict[tuple[str, int], list[_MapRef]] = {}
         self.map_decls: dict[str, Loc] = {}
-        self.records: dict[str, list[Node]] = {}
+        # type declarations, looked up by name only for --type (vmlinux.h has ~15k of them)
+        self.decls: list[Node] = []
         for top in unit.root.children():
-            if top.in_system_header:
-                continue
             kind = top.kind
-            if kind == "FUNCTION_DECL" and top.is_definition:
-                self._function(top)
-            elif kind == "VAR_DECL":
+            if kind in _TYPE_DECLS:
+                self.decls.append(top)
+            elif kind == "FUNCTION_DECL":
+                if top.is_definition and not top.in_system_header:
+                    self._function(top)
+            elif kind == "VAR_DECL" and not top.in_system_header:
                 self.map_decls.setdefault(top.spelling, top.loc)
-            elif kind == "TYPEDEF_DECL" or (
-                kind in ("STRUCT_DECL", "UNION_DECL", "ENUM_DECL") and top.is_definition
-            ):
-                self.records.setdefault(top.spelling, []).append(top)
         # the walk pops siblings in reverse; messages should follow the source
         self.sends.sort(key=lambda s: (s.loc.file, s.loc.line, s.loc.column))
 
@@ -834,6 +833,8 @@ class _Builder:
 def analyze(source: Path, cflags: Sequence[str], model: ObjectModel,
             types: Sequence[str]) -> ObjectModel:
     """Type the model's event maps from ``source`` and add the structs BTF lacks."""
+    if not _needs_source(model, types):
+        return model  # the parse costs as much as a compile (vmlinux.h): skip it when idle
     unit = parse(source, cflags)
     inf = _Inference(unit)
     where_of: dict[int, str] = {}
@@ -897,6 +898,18 @@ def analyze(source: Path, cflags: Sequence[str], model: ObjectModel,
     )
 
 
+def _needs_source(model: ObjectModel, types: Sequence[str]) -> bool:
+    if any(m.map_type_name in EVENT_MAP_TYPES and m.event_type is None for m in model.maps):
+        return True
+    kinds = {"struct ": (Kind.STRUCT,), "union ": (Kind.UNION,), "enum ": (Kind.ENUM, Kind.ENUM64)}
+    for name in types:
+        want = next((k for p, k in kinds.items() if name.startswith(p)),
+                    (Kind.STRUCT, Kind.UNION, Kind.ENUM, Kind.ENUM64, Kind.TYPEDEF))
+        if not model.btf.named(_bare(name), *want):
+            return True
+    return False
+
+
 def synthesize(source: Path, cflags: Sequence[str], btf: Spec, name: str) -> tuple[Spec, int]:
     """Lay out the struct/union/typedef ``name`` from the source even when BTF has it.
 
@@ -935,7 +948,12 @@ def _bare(name: str) -> str:
 def _find_decl(inf: _Inference, name: str) -> Node | None:
     want = {"struct ": "STRUCT_DECL", "union ": "UNION_DECL", "enum ": "ENUM_DECL"}
     kind = next((k for p, k in want.items() if name.startswith(p)), None)
-    candidates = inf.records.get(_bare(name), [])
+    bare = _bare(name)
+    candidates = [
+        d for d in inf.decls
+        if d.spelling == bare and (d.kind == "TYPEDEF_DECL" or d.is_definition)
+        and not d.in_system_header
+    ]
     for c in candidates:
         if kind is not None:
             if c.kind == kind and _tag_name(c):

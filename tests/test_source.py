@@ -330,3 +330,17 @@ def test_builtin_headers_are_found(tmp_path: Path) -> None:
     src.write_text("#include <stddef.h>\n#include <stdbool.h>\n"
                    "struct s { size_t n; bool ok; };\n")
     parse(src, [])
+
+
+def test_nothing_to_infer_skips_the_parse(tmp_path: Path) -> None:
+    """Event maps already typed (--type-of) and --type names in BTF: the source is not read."""
+    from dataclasses import replace
+
+    _, model = build(tmp_path, "hello_buffer.bpf.c", "-DIN_BTF")
+    data_t = btf_id(model, "data_t")
+    typed = replace(model, maps=tuple(
+        replace(m, event_type=data_t) if m.name == "output" else m for m in model.maps))
+    absent = tmp_path / "absent.bpf.c"
+    assert analyze(absent, [], typed, ["struct data_t"]) is typed
+    with pytest.raises(SourceError, match="no such file"):
+        analyze(absent, [], typed, ["struct not_anywhere"])
