@@ -52,7 +52,6 @@ EVENT_MAP_TYPES = ("PERF_EVENT_ARRAY", "RINGBUF")
 # The flags bpf2go-style compiles use; the parse must see the same macros and headers or
 # a struct's layout (and which #if branch defines it) could differ from the object's.
 BASE_FLAGS = (
-    "-target", "bpfel",  # layout is what matters here; bpfeb lays out the same offsets
     "-O2",  # defines __OPTIMIZE__, which some headers test
     "-g",
     "-D__TARGET_ARCH_x86",  # bpf_tracing.h picks PT_REGS_* by it
@@ -266,12 +265,17 @@ class TranslationUnit:
         return out
 
 
-def parse(source: Path, cflags: Sequence[str]) -> TranslationUnit:
-    """Parse ``source`` as the compile sees it; clang errors become a ``SourceError``."""
+def parse(source: Path, cflags: Sequence[str], *, byteorder: str = "little") -> TranslationUnit:
+    """Parse ``source`` as the compile sees it; clang errors become a ``SourceError``.
+
+    The target follows the object's byte order: headers test __BYTE_ORDER__ and may define
+    a struct differently for each.
+    """
     if not source.is_file():
         raise SourceError("no such file", where=str(source))
     ci = _cindex()
-    args = [*BASE_FLAGS, *_parse_flags(cflags)]
+    target = "bpfeb" if byteorder == "big" else "bpfel"
+    args = ["-target", target, *BASE_FLAGS, *_parse_flags(cflags)]
     builtin = _system_clang().include
     if builtin:
         # libclang from the wheel looks for stddef.h & co next to itself, where the wheel
@@ -835,7 +839,7 @@ def analyze(source: Path, cflags: Sequence[str], model: ObjectModel,
     """Type the model's event maps from ``source`` and add the structs BTF lacks."""
     if not _needs_source(model, types):
         return model  # the parse costs as much as a compile (vmlinux.h): skip it when idle
-    unit = parse(source, cflags)
+    unit = parse(source, cflags, byteorder=model.btf.byteorder)
     inf = _Inference(unit)
     where_of: dict[int, str] = {}
     builder = _Builder(model.btf, where_of)
@@ -916,7 +920,7 @@ def synthesize(source: Path, cflags: Sequence[str], btf: Spec, name: str) -> tup
     Returns the extended spec and the new type's id; members reuse BTF types by name. This
     is the check that source layout and clang's BTF agree.
     """
-    unit = parse(source, cflags)
+    unit = parse(source, cflags, byteorder=btf.byteorder)
     inf = _Inference(unit)
     decl = _find_decl(inf, name)
     if decl is None:

@@ -45,10 +45,11 @@ def _at_repo(monkeypatch: pytest.MonkeyPatch, clang: str) -> None:
     monkeypatch.chdir(REPO)
 
 
-def build(tmp_path: Path, name: str, *defines: str) -> tuple[Path, ObjectModel]:
+def build(tmp_path: Path, name: str, *defines: str,
+          target: str = "bpfel") -> tuple[Path, ObjectModel]:
     src = SNIPPETS / name
-    out = tmp_path / f"{name}{'_'.join(defines)}.o"
-    return src, read_object(compile_bpf(src, out, extra=defines))
+    out = tmp_path / f"{name}{'_'.join(defines)}_{target}.o"
+    return src, read_object(compile_bpf(src, out, target=target, extra=defines))
 
 
 def event_map(model: ObjectModel, name: str) -> Any:
@@ -258,9 +259,12 @@ def test_no_source_diagnostics(tmp_path: Path) -> None:
 
 # --- layout: source against clang's BTF -----------------------------------------------------
 
-def test_synthesised_layout_equals_clangs_btf(tmp_path: Path) -> None:
-    """Bitfields, anonymous members, nested arrays, enums, typedefs, qualifiers, pointers."""
-    src, model = build(tmp_path, "layout.bpf.c", "-DIN_BTF")
+@pytest.mark.parametrize("target", ["bpfel", "bpfeb"])
+def test_synthesised_layout_equals_clangs_btf(tmp_path: Path, target: str) -> None:
+    """Bitfields, anonymous members, nested arrays, enums, typedefs, qualifiers, pointers.
+
+    Both byte orders, each parsed with its own -target."""
+    src, model = build(tmp_path, "layout.bpf.c", "-DIN_BTF", target=target)
     in_btf = btf_id(model, "layout")
     spec, synth = synthesize(src, ["-DIN_BTF"], model.btf, "struct layout")
     assert synth >= len(model.btf)
