@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import ctypes
 import errno as E
-import threading
 from collections.abc import ItemsView, Iterator, KeysView, MutableMapping, Sequence, ValuesView
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from . import libbpf
 from .codec import Codec
@@ -25,6 +24,8 @@ V = TypeVar("V")
 BPF_ANY = 0
 BPF_NOEXIST = 1
 BPF_EXIST = 2
+# Update flags as ready-made C u64 arguments (the hot path calls without argtypes).
+_FLAGS = (ctypes.c_uint64(BPF_ANY), ctypes.c_uint64(BPF_NOEXIST), ctypes.c_uint64(BPF_EXIST))
 
 _ARRAY_KINDS = frozenset(
     {
@@ -71,16 +72,35 @@ class Map(MutableMapping[Any, Any]):
         self.value_size = value_size
         self._key = Codec(key, key_size, f"map {self.name!r}: key") if key_size else None
         self._value = self._value_codec(value, value_size)
-        self._lock = threading.Lock()
         lib = libbpf.lib()
         self._lookup_fn = lib.bpf_map_lookup_elem
         self._update_fn = lib.bpf_map_update_elem
         self._delete_fn = lib.bpf_map_delete_elem
         self._next_key_fn = lib.bpf_map_get_next_key
-        self._kbuf = self._key.buffer() if self._key else None
-        self._kaddr = ctypes.addressof(self._kbuf) if self._kbuf is not None else None
-        self._vbuf = self._new_value_buffer()
-        self._vaddr = self._value_address(self._vbuf)
+        # Hot path: the same functions without argtypes, called with byref() of buffers
+        # taken from a pool (list pop/append is atomic; ctypes drops the GIL in the call,
+        # so a buffer must not be shared by two threads).
+        self._raw_lookup = lib["bpf_map_lookup_elem"]
+        self._raw_update = lib["bpf_map_update_elem"]
+        self._raw_delete = lib["bpf_map_delete_elem"]
+        self._pool: list[tuple[Any, Any, Any, Any]] = [self._new_buffers()]
+        key_codec, value_codec = self._key, self._value
+        self._int_key = key_codec is not None and key_codec.kind == "int"
+        self._klo = key_codec.lo if self._int_key and key_codec else 0
+        self._khi = key_codec.hi if self._int_key and key_codec else -1
+        self._int_value = value_codec.kind == "int" and self._plain_values()
+        self._vlo = value_codec.lo if self._int_value else 0
+        self._vhi = value_codec.hi if self._int_value else -1
+
+    def _plain_values(self) -> bool:
+        """Values are one codec value (False for per-CPU lists and program arrays)."""
+        return True
+
+    def _new_buffers(self) -> tuple[Any, Any, Any, Any]:
+        kbuf = self._key.buffer() if self._key else ctypes.c_uint8()
+        vbuf = self._new_value_buffer()
+        vref = ctypes.cast(self._value_address(vbuf), ctypes.c_void_p)
+        return kbuf, vbuf, ctypes.byref(kbuf), vref
 
     def close(self) -> None:
         """Release user-space resources of the handle (the fd belongs to the object)."""
@@ -116,24 +136,48 @@ class Map(MutableMapping[Any, Any]):
         return libbpf.error(ret, f"{op} on map {self.name!r} ({self.kind.name})")
 
     def __getitem__(self, key: Any) -> Any:
-        with self._lock:
-            self._encode_key(key, self._kbuf)
-            ret = self._lookup_fn(self.fd, self._kaddr, self._vaddr)
+        pool = self._pool
+        try:
+            bufs = pool.pop()
+        except IndexError:
+            bufs = self._new_buffers()
+        try:
+            kbuf, vbuf, kref, vref = bufs
+            if self._int_key and type(key) is int and self._klo <= key <= self._khi:
+                kbuf.value = key
+            else:
+                self._encode_key(key, kbuf)
+            ret = self._raw_lookup(self.fd, kref, vref)
             if ret == 0:
-                return self._decode_value(self._vbuf)
+                return vbuf.value if self._int_value else self._decode_value(vbuf)
+        finally:
+            pool.append(bufs)
         if ret == -E.ENOENT:
             raise KeyError(key)
         raise self._fail(ret, "lookup")
 
-    def __setitem__(self, key: Any, value: Any) -> None:
-        self.update(key, value)
-
     def update(self, key: Any, value: Any, flags: int = BPF_ANY) -> None:  # type: ignore[override]
         """Create or replace an entry; flags BPF_NOEXIST (raise if present) or BPF_EXIST."""
-        with self._lock:
-            self._encode_key(key, self._kbuf)
-            self._encode_value(value, self._vbuf)
-            ret = self._update_fn(self.fd, self._kaddr, self._vaddr, flags)
+        pool = self._pool
+        try:
+            bufs = pool.pop()
+        except IndexError:
+            bufs = self._new_buffers()
+        try:
+            kbuf, vbuf, kref, vref = bufs
+            if self._int_key and type(key) is int and self._klo <= key <= self._khi:
+                kbuf.value = key
+            else:
+                self._encode_key(key, kbuf)
+            if self._int_value and type(value) is int and self._vlo <= value <= self._vhi:
+                vbuf.value = value
+            else:
+                self._encode_value(value, vbuf)
+            ret = self._raw_update(
+                self.fd, kref, vref, _FLAGS[flags] if 0 <= flags <= 2 else ctypes.c_uint64(flags)
+            )
+        finally:
+            pool.append(bufs)
         if ret == 0:
             return
         if ret == -E.EEXIST and flags == BPF_NOEXIST:
@@ -141,13 +185,25 @@ class Map(MutableMapping[Any, Any]):
         if ret == -E.ENOENT and flags == BPF_EXIST:
             raise KeyError(key)
         if ret == -E.E2BIG:
+            if self.kind in _ARRAY_KINDS:
+                raise KeyError(
+                    f"map {self.name!r}: index {key!r} out of range "
+                    f"(max_entries={self.max_entries})"
+                )
             raise self._fail(ret, f"update (map full, max_entries={self.max_entries})")
         raise self._fail(ret, "update")
 
+    if TYPE_CHECKING:
+
+        def __setitem__(self, key: Any, value: Any) -> None: ...
+
+    else:
+        __setitem__ = update  # m[k] = v without another call layer
+
     def __delitem__(self, key: Any) -> None:
-        with self._lock:
-            self._encode_key(key, self._kbuf)
-            ret = self._delete_fn(self.fd, self._kaddr)
+        kbuf = self._key.buffer() if self._key else ctypes.c_uint8()
+        self._encode_key(key, kbuf)
+        ret = self._delete_fn(self.fd, ctypes.addressof(kbuf))
         if ret == -E.ENOENT:
             raise KeyError(key)
         if ret == -E.EINVAL and self.kind in _ARRAY_KINDS and self.kind != MapKind.PROG_ARRAY:
@@ -249,13 +305,15 @@ class Map(MutableMapping[Any, Any]):
 
     def clear(self) -> None:
         if self.kind in _ARRAY_KINDS and self.kind != MapKind.PROG_ARRAY:
-            zero = self._new_value_buffer()
-            with self._lock:
-                for i in range(self.max_entries):
-                    self._kbuf.value = i  # type: ignore[union-attr]
-                    ret = self._update_fn(self.fd, self._kaddr, ctypes.addressof(zero), BPF_ANY)
-                    if ret < 0:
-                        raise self._fail(ret, "update")
+            zero = self._new_value_buffer()  # kept referenced: the call reads it
+            key = ctypes.c_uint32()
+            for i in range(self.max_entries):
+                key.value = i
+                ret = self._update_fn(
+                    self.fd, ctypes.addressof(key), self._value_address(zero), BPF_ANY
+                )
+                if ret < 0:
+                    raise self._fail(ret, "update")
             return
         for kbuf in list(self._iter_raw()):
             ret = self._delete_fn(self.fd, ctypes.addressof(kbuf))
@@ -280,14 +338,13 @@ class _ValuesView(ValuesView[Any]):
 class HashMap(Map, Generic[K, V]):
     """HASH and LRU_HASH: ``m[key] -> value``; missing keys raise KeyError."""
 
-    def __getitem__(self, key: K) -> V:
-        return super().__getitem__(key)  # type: ignore[no-any-return]
+    if TYPE_CHECKING:  # typed views of Map's methods, without a call layer at run time
 
-    def __setitem__(self, key: K, value: V) -> None:
-        self.update(key, value)
+        def __getitem__(self, key: K) -> V: ...
 
-    def __iter__(self) -> Iterator[K]:
-        return super().__iter__()
+        def __setitem__(self, key: K, value: V) -> None: ...
+
+        def __iter__(self) -> Iterator[K]: ...
 
     def keys(self) -> KeysView[K]:
         return KeysView(self)
@@ -314,6 +371,9 @@ class PerCPUHashMap(Map, Generic[K, V]):
 
     Assign a list with one value per possible CPU, or a single value for all CPUs.
     """
+
+    def _plain_values(self) -> bool:
+        return False
 
     def _value_codec(self, value: CType | None, size: int) -> Codec:
         self.ncpus = libbpf.num_possible_cpus()
@@ -347,14 +407,13 @@ class PerCPUHashMap(Map, Generic[K, V]):
         decode = self._value.decode
         return [decode(view) for view in buf.views]
 
-    def __getitem__(self, key: K) -> list[V]:
-        return super().__getitem__(key)  # type: ignore[no-any-return]
+    if TYPE_CHECKING:
 
-    def __setitem__(self, key: K, value: V | Sequence[V]) -> None:
-        self.update(key, value)
+        def __getitem__(self, key: K) -> list[V]: ...
 
-    def __iter__(self) -> Iterator[K]:
-        return super().__iter__()
+        def __setitem__(self, key: K, value: V | Sequence[V]) -> None: ...
+
+        def __iter__(self) -> Iterator[K]: ...
 
     def keys(self) -> KeysView[K]:
         return KeysView(self)
@@ -397,6 +456,9 @@ class ProgArray(Map):
                 f"got {type(value).__name__}"
             )
         buf.value = fd
+
+    def _plain_values(self) -> bool:
+        return False
 
     def _value_codec(self, value: CType | None, size: int) -> Codec:
         return Codec(ctypes.c_uint32, 4, f"map {self.name!r}: value")
