@@ -19,8 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 
+from ebpf_gen.runtime import TraceRecord, trace_pipe
 from ebpf_gen.runtime import errors as rt_errors
-from ebpf_gen.runtime.trace import TraceRecord, trace_pipe
 
 TRACEFS = Path("/sys/kernel/tracing")
 EXECVE_TRACEPOINT = ("syscalls", "sys_enter_execve")

@@ -145,23 +145,22 @@ def json_lines(lines: list[str]) -> list[dict[str, object]]:
     return [json.loads(line) for line in lines]
 
 
-def app_links(pid: int) -> set[int]:
-    """Ids of the BPF links that process ``pid`` holds, as bpftool sees them."""
+def bpftool_json(*args: str) -> list[dict[str, object]]:
     out = subprocess.run(
-        [require_tool("bpftool"), "-j", "link", "show"], capture_output=True, text=True, check=True
+        [require_tool("bpftool"), "-j", *args], capture_output=True, text=True, check=True
     ).stdout
+    result: list[dict[str, object]] = json.loads(out or "[]")
+    return result
+
+
+def links_of(program: str) -> set[int]:
+    """Ids of the BPF links whose program has this name, as bpftool sees them."""
+    names = {p["id"]: p.get("name") for p in bpftool_json("prog", "show")}
     return {
-        link["id"]
-        for link in json.loads(out or "[]")
-        if any(p.get("pid") == pid for p in link.get("pids", []))
+        int(str(link["id"]))
+        for link in bpftool_json("link", "show")
+        if names.get(link.get("prog_id")) == program
     }
-
-
-def link_ids() -> set[int]:
-    out = subprocess.run(
-        [require_tool("bpftool"), "-j", "link", "show"], capture_output=True, text=True, check=True
-    ).stdout
-    return {link["id"] for link in json.loads(out or "[]")}
 
 
 def check_stderr(attach: str, stderr: str) -> None:
@@ -222,6 +221,18 @@ def test_hello_auto_falls_back_to_tracepoint_with_notice(request: pytest.Fixture
     code, stderr = hello.finish()
     assert code == 0, stderr
     assert stderr.splitlines() == [NOTICE]
+
+
+@pytest.mark.kprobe
+def test_hello_auto_prefers_the_kprobe(request: pytest.FixtureRequest) -> None:
+    before = {int(str(link["id"])) for link in bpftool_json("link", "show")}
+    hello = app(request, "hello", "--duration", str(BOUND))
+    hello.wait_for(lambda lines: bool(lines), trigger=run_true)
+    assert len(links_of("hello") - before) == 1
+    assert not links_of("hello_tp") - before
+    code, stderr = hello.interrupt()
+    assert code in (0, 130)
+    assert stderr == ""
 
 
 @pytest.mark.kernel
@@ -429,17 +440,18 @@ def test_hello_buffer_count_json(request: pytest.FixtureRequest, ringbuf: bool) 
 
 @pytest.mark.kernel
 def test_hello_buffer_sigint_detaches_its_link(request: pytest.FixtureRequest) -> None:
-    before = link_ids()
+    before = {int(str(link["id"])) for link in bpftool_json("link", "show")}
     hello_buffer = app(request, "hello_buffer", "--attach", "tracepoint", "--duration", str(BOUND))
     hello_buffer.wait_for(lambda lines: bool(lines), trigger=run_true)
-    held = app_links(hello_buffer.proc.pid)
-    if not held:  # a bpftool without pid info: the links that appeared since the start
-        held = link_ids() - before
-    assert len(held) == 1, f"expected exactly the one chosen program attached, got {held}"
+    held = links_of("hello_tp") - before
+    assert len(held) == 1, f"expected the chosen program attached once, got links {held}"
+    # The other three programs were not loaded, so none of them is attached either.
+    for other in ("hello", "hello_rb", "hello_rb_tp"):
+        assert not links_of(other) - before
     code, stderr = hello_buffer.interrupt()
     assert code in (0, 130), stderr
     assert stderr == ""
-    assert not held & link_ids()
+    assert not held & links_of("hello_tp")
 
 
 # --- hello_tail -----------------------------------------------------------------------------
