@@ -4,6 +4,8 @@ Imports nothing but the standard library: a deployed app needs only this package
 libbpf and the generated files.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from .errors import (
     AttachError,
     LibbpfError,
@@ -13,7 +15,6 @@ from .errors import (
     ObjectFileError,
     RuntimeBPFError,
 )
-from .events import PerfEventArray, RingBuf
 from .layout import Bitfield, check_layout
 from .maps import (
     BPF_ANY,
@@ -32,8 +33,32 @@ from .maps import (
 from .objects import MapsBase, ObjectsBase, ObjectSpec, OpenObject, ProgramsBase
 from .programs import Link, Program
 from .spec import MapKind, MapSpec, ObjectFile, ProgramSpec, VariableSpec
-from .trace import TraceRecord, trace_pipe
 from .variables import Variable, VariablesBase
+
+if TYPE_CHECKING:
+    from .events import PerfEventArray, RingBuf
+    from .trace import TraceRecord, trace_pipe
+
+# Imported on first use: events pulls in asyncio, which would triple the import time of
+# every skeleton, including those without event maps.
+_LAZY = {
+    "PerfEventArray": "events",
+    "RingBuf": "events",
+    "TraceRecord": "trace",
+    "trace_pipe": "trace",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "BPF_ANY",

@@ -7,10 +7,9 @@ turns negative return codes into exceptions.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 import logging
-import platform
+import os
 import threading
 from typing import Any
 
@@ -134,14 +133,14 @@ _PROTOTYPES: dict[str, tuple[Any, list[Any]]] = {
 _PRINT_FN = ctypes.CFUNCTYPE(c_int, c_int, c_char_p, c_void_p)
 _LEVELS = (logging.WARNING, logging.INFO, logging.DEBUG)
 # Bytes in a va_list object, to copy it (va_copy) and size the message before formatting.
-_VA_LIST_SIZE = {"x86_64": 24, "aarch64": 32}.get(platform.machine(), 0)
+_VA_LIST_SIZE = {"x86_64": 24, "aarch64": 32}.get(os.uname().machine, 0)
 _lock = threading.Lock()
 _capture = threading.local()  # .lines: list[str] while a load on this thread collects messages
 
 
 @functools.cache
 def _libc() -> ctypes.CDLL:
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    libc = ctypes.CDLL(None, use_errno=True)  # the process's own libc
     libc.vsnprintf.restype = c_int
     libc.vsnprintf.argtypes = [c_void_p, c_size_t, c_char_p, c_void_p]
     return libc

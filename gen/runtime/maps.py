@@ -489,4 +489,6 @@ def register_map_class(kind: MapKind, cls: type[Map]) -> None:
 
 def map_class(kind: MapKind) -> type[Map]:
     """The handle class for ``kind``: the registered one, else the generic Map."""
+    if kind not in _registry and kind in (MapKind.PERF_EVENT_ARRAY, MapKind.RINGBUF):
+        from . import events  # noqa: F401 - registers its classes; imported only when needed
     return _registry.get(kind, Map)

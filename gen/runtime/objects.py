@@ -10,16 +10,12 @@ import contextlib
 import ctypes
 import dataclasses
 import errno as E
-import hashlib
 import importlib
-import importlib.resources
 import os
 import re
 import sys
 import threading
 from collections.abc import Mapping, Sequence
-from importlib.abc import Traversable
-from pathlib import Path
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
@@ -183,22 +179,14 @@ class ObjectSpec(Generic[T]):
         if self._data is not None:
             return self._data
         file = self.file
-        where: str
         try:
-            if self.directory is not None:
-                path = Path(self.directory) / file.filename
-                where, data = str(path), path.read_bytes()
-            elif self.package is not None:
-                res = _resource_root(self.package).joinpath(file.filename)
-                where, data = str(res), res.read_bytes()
-            else:
-                raise ObjectFileError(f"{self.name}: neither package nor directory given")
+            where, data = self._read(file.filename)
         except OSError as e:
             raise ObjectFileError(
                 f"{self.name}: cannot read {file.filename} next to the generated module: {e}; "
                 "regenerate with ebpf-gen"
             ) from e
-        digest = hashlib.sha256(data).hexdigest()
+        digest = _sha256(data).hexdigest()
         if digest != file.sha256:
             raise ObjectFileError(
                 f"{self.name}: {where} has sha256 {digest}, the generated module expects "
@@ -206,6 +194,25 @@ class ObjectSpec(Generic[T]):
             )
         self._data = data
         return data
+
+    def _read(self, filename: str) -> tuple[str, bytes]:
+        if self.directory is not None:
+            path = os.path.join(os.fspath(self.directory), filename)
+        elif self.package is not None:
+            module = sys.modules.get(self.package) or importlib.import_module(self.package)
+            location = getattr(module, "__file__", None)
+            if location is None:  # e.g. imported from a zip: ask importlib.resources
+                from importlib.resources import files
+
+                package = self.package
+                parent = package if hasattr(module, "__path__") else package.rpartition(".")[0]
+                res = files(parent).joinpath(filename)
+                return str(res), res.read_bytes()
+            path = os.path.join(os.path.dirname(location), filename)
+        else:
+            raise ObjectFileError(f"{self.name}: neither package nor directory given")
+        with open(path, "rb") as f:
+            return path, f.read()
 
     def open(
         self,
@@ -233,7 +240,7 @@ class ObjectSpec(Generic[T]):
     def _open(self, log_level: int, log_size: int) -> OpenObject[T]:
         lib = libbpf.lib()
         data = self.data()
-        stem = Path(self.file.filename).stem
+        stem = os.path.splitext(os.path.basename(self.file.filename))[0]
         buf = ctypes.create_string_buffer(data, len(data))
         log_buf = _log_buffer(log_size)
         name = stem.encode()
@@ -458,21 +465,16 @@ def _check_sizes(obj: str, mspec: MapSpec, key_size: int, value_size: int) -> No
             )
 
 
-def _resource_root(name: str) -> Traversable:
-    """Where files next to module or package ``name`` live (generated modules pass
-    ``__name__``, which is a plain module unless the skeleton is a package ``__init__``)."""
-    module = sys.modules.get(name)
-    if module is None:
-        module = importlib.import_module(name)
-    if hasattr(module, "__path__"):
-        return importlib.resources.files(name)
-    parent = module.__spec__.parent if module.__spec__ is not None else ""
-    if parent:
-        return importlib.resources.files(parent)
-    file = getattr(module, "__file__", None)
-    if file is None:
-        raise ObjectFileError(f"module {name} has no location to find its object file next to")
-    return Path(file).parent
+def _sha256(data: bytes) -> Any:
+    # The builtin module: hashlib would load OpenSSL, a third of a skeleton's import time.
+    try:
+        from _sha2 import sha256  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        try:
+            from _sha256 import sha256  # type: ignore[import-not-found,no-redef,unused-ignore]
+        except ImportError:
+            from hashlib import sha256  # type: ignore[assignment,unused-ignore]
+    return sha256(data)
 
 
 _log_buffers = threading.local()

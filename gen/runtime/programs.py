@@ -9,16 +9,15 @@ from __future__ import annotations
 import ctypes
 import errno as E
 import os
-from pathlib import Path
 from types import TracebackType
 from typing import Protocol
 
 from . import libbpf
 from .errors import AttachError
 
-KPROBE_PMU = Path("/sys/bus/event_source/devices/kprobe")
-UPROBE_PMU = Path("/sys/bus/event_source/devices/uprobe")
-TRACEFS_ROOTS = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
+KPROBE_PMU = "/sys/bus/event_source/devices/kprobe"
+UPROBE_PMU = "/sys/bus/event_source/devices/uprobe"
+TRACEFS_ROOTS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 
 
 class LinkOwner(Protocol):
@@ -69,20 +68,20 @@ class Link:
         return f"<Link {self.program.name} -> {self.target} {state}>"
 
 
-def tracefs() -> Path | None:
+def tracefs() -> str | None:
     """The mounted tracefs, if any."""
     for root in TRACEFS_ROOTS:
-        if (root / "events").is_dir():
+        if os.path.isdir(os.path.join(root, "events")):
             return root
     return None
 
 
 def kprobes_unavailable() -> str | None:
     """Why kprobes cannot work on this kernel, or None when they might."""
-    if KPROBE_PMU.exists():
+    if os.path.exists(KPROBE_PMU):
         return None
     root = tracefs()
-    if root is not None and (root / "kprobe_events").exists():
+    if root is not None and os.path.exists(os.path.join(root, "kprobe_events")):
         return None
     return (
         f"kprobes are unavailable on this kernel: no kprobe PMU ({KPROBE_PMU}) and no "
@@ -97,8 +96,8 @@ def tracepoint_missing(category: str, name: str) -> str | None:
             "tracefs is not mounted (mount -t tracefs nodev /sys/kernel/tracing), so "
             f"tracepoint {category}/{name} cannot be found"
         )
-    path = root / "events" / category / name
-    if not path.is_dir():
+    path = os.path.join(root, "events", category, name)
+    if not os.path.isdir(path):
         return f"tracepoint {category}/{name} does not exist on this kernel (no {path})"
     return None
 
@@ -223,7 +222,7 @@ class Program:
         )
         diagnose = None
         if not ptr:
-            if not UPROBE_PMU.exists():
+            if not os.path.exists(UPROBE_PMU):
                 diagnose = f"uprobes are unavailable on this kernel (no {UPROBE_PMU})"
             elif ctypes.get_errno() == E.ENOENT and isinstance(symbol, str):
                 diagnose = f"symbol {symbol!r} not found in {path}"
