@@ -20,7 +20,23 @@ esac
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 dest="${repo_root}/.vm/kernels/${version}"
+
+# BCC in the guest compiles against /lib/modules/$(uname -r)/{build,source}: build is the
+# arch tree (generated headers), source the -common tree (include/linux/kconfig.h). The
+# guest sees the host's filesystem at the same paths, so absolute links into $dest resolve
+# there; they are redone on every call so a moved checkout repairs its cache.
+link_headers() {
+    local moddir hdr
+    moddir="$(find "$dest" -maxdepth 4 -type d -path '*lib/modules/*' -name '*-amd64' | head -n1)"
+    [[ -n "$moddir" ]] || die "no lib/modules/*-amd64 under $dest"
+    hdr="${dest}/usr/src/linux-headers-$(basename "$moddir")"
+    [[ -d "$hdr" ]] || die "no ${hdr#"$dest"/} under $dest"
+    ln -sfn "$hdr" "${moddir}/build"
+    ln -sfn "${hdr%-amd64}-common" "${moddir}/source"
+}
+
 if [[ -f "${dest}/.complete" ]]; then
+    link_headers
     echo "$dest"
     exit 0
 fi
@@ -80,19 +96,13 @@ done
 # merged-/usr layout); resolve which one this package used.
 moddir="$(find "${dest}.partial" -maxdepth 4 -type d -path '*lib/modules/*' -name "${abi}-amd64" | head -n1)"
 [[ -n "$moddir" ]] || die "no lib/modules/${abi}-amd64 in ${image_pkg}"
-hdrdir="${dest}/usr/src/linux-headers-${abi}-amd64"
-[[ -d "${dest}.partial/usr/src/linux-headers-${abi}-amd64" ]] \
-    || die "no usr/src/linux-headers-${abi}-amd64 in ${headers_pkgs[0]}"
-# The guest sees the host's filesystem at the same paths, so an absolute link into the
-# final directory makes /lib/modules/$(uname -r)/build resolve for BCC in the guest.
 rm -f "${moddir}/build" "${moddir}/source"
-ln -s "$hdrdir" "${moddir}/build"
 # depmod once here so virtme-ng doesn't have to (and the guest's modprobe works).
 depmod -a -b "${moddir%/lib/modules/*}" "${abi}-amd64" 2>/dev/null || true
 
 rm -rf "$dest"
 mv "${dest}.partial" "$dest"
-# The link was made for the final path; the rename kept it valid.
+link_headers
 printf '%s\n' "$image_pkg" "${headers_pkgs[@]}" >"${dest}/.complete"
 rm -rf "$work"
 echo "$dest"
