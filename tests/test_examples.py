@@ -189,8 +189,9 @@ def test_hello_prints_trace_line_per_exec(request: pytest.FixtureRequest, attach
         assert m, f"not a trace_pipe line: {line!r}"
         assert m["message"] == "Hello World!"
     ours = [m for line in lines if (m := TRACE_LINE.match(line)) and int(m["pid"]) in pids]
-    # At execve entry the child still carries the parent's name: this test process's.
-    assert ours[0]["task"].strip() == our_comm()
+    # At execve entry the child still carries the parent's name, this test process's, unless
+    # the trace buffer's name cache has no entry for the pid yet: the kernel prints <...>.
+    assert ours[0]["task"].strip() in (our_comm(), "<...>")
 
 
 @pytest.mark.parametrize("attach", ATTACH)
@@ -314,9 +315,9 @@ def test_hello_map_counts_execs_per_uid(request: pytest.FixtureRequest, attach: 
         run_true(user=OTHER_UID)
         triggered += 1
 
-    def count(lines: list[str]) -> int:
+    def count(lines: list[str], uid: int = OTHER_UID) -> int:
         for line in reversed(lines):
-            if m := re.search(rf"(?:^|\t)ID {OTHER_UID}: (\d+)(?:\t|$)", line):
+            if m := re.search(rf"(?:^|\t)ID {uid}: (\d+)(?:\t|$)", line):
                 return int(m[1])
         return 0
 
@@ -325,14 +326,14 @@ def test_hello_map_counts_execs_per_uid(request: pytest.FixtureRequest, attach: 
     first = count(hello_map.lines)
     for _ in range(3):
         exec_as_other_uid()
-    lines = hello_map.wait_for(lambda lines: count(lines) >= first + 3)
+    run_true()  # and one as root, so that uid 0 has an entry too
+    lines = hello_map.wait_for(lambda lines: count(lines) >= first + 3 and count(lines, 0) > 0)
     assert count(lines) <= triggered  # nothing else runs as this uid
     code, stderr = hello_map.interrupt()
     assert code in (0, 130), stderr
     check_stderr(attach, stderr)
     for line in lines:
         assert ROUND.match(line), f"not a round of counts: {line!r}"
-    assert any(re.search(r"(?:^|\t)ID 0: [1-9]\d*(?:\t|$)", line) for line in lines)
 
 
 @pytest.mark.kernel
