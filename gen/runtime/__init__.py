@@ -4,7 +4,7 @@ Imports nothing but the standard library: a deployed app needs only this package
 libbpf and the generated files.
 """
 
-from typing import TYPE_CHECKING, Any
+from __future__ import annotations
 
 from .errors import (
     AttachError,
@@ -35,7 +35,10 @@ from .programs import Link, Program
 from .spec import MapKind, MapSpec, ObjectFile, ProgramSpec, VariableSpec
 from .variables import Variable, VariablesBase
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
+    from typing import Any
+
     from .events import PerfEventArray, RingBuf
     from .trace import TraceRecord, trace_pipe
 

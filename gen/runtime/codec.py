@@ -8,9 +8,12 @@ always copied out so no value is a view into a buffer the runtime reuses.
 from __future__ import annotations
 
 import ctypes
-from typing import Any
 
-from .spec import CType
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from typing import Any
+
+    from .spec import CType
 
 _INT_CODES = "bBhHiIlLqQ?"
 _FLOAT_CODES = "fdg"

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import ctypes
 import sys
-from collections.abc import Mapping
-from typing import Any, Literal, overload
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any, Literal, overload
 
 
 def check_layout(cls: type[Any], *, size: int, offsets: Mapping[str, int]) -> None:
@@ -70,11 +73,13 @@ class Bitfield:
             return self.bit
         return storage_bits - self.bit - self.bits
 
-    @overload
-    def __get__(self, obj: None, objtype: type[Any] | None = None) -> Bitfield: ...
+    if TYPE_CHECKING:
 
-    @overload
-    def __get__(self, obj: object, objtype: type[Any] | None = None) -> int: ...
+        @overload
+        def __get__(self, obj: None, objtype: type[Any] | None = None) -> Bitfield: ...
+
+        @overload
+        def __get__(self, obj: object, objtype: type[Any] | None = None) -> int: ...
 
     def __get__(self, obj: object, objtype: type[Any] | None = None) -> Bitfield | int:
         if obj is None:

@@ -2,23 +2,43 @@
 
 Also routes libbpf's own messages (libbpf_set_print) to the ``ebpf_gen.libbpf`` logger and
 turns negative return codes into exceptions.
+
+logging is imported only once a message needs it (a warning, or any message while logging
+is already in use): importing it up front would cost every skeleton a few milliseconds of
+start-up for messages nobody reads.
 """
 
 from __future__ import annotations
 
+import _thread
 import ctypes
 import functools
-import logging
 import os
-import threading
-from typing import Any
+import sys
 
 from .errors import LibbpfError, LibbpfUnavailableError, MissingCapabilityError
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    import logging
+    from typing import Any
+
 MIN_VERSION = (1, 0)
 SONAME = "libbpf.so.1"
+LOGGER = "ebpf_gen.libbpf"
 
-logger = logging.getLogger("ebpf_gen.libbpf")
+
+def _logger() -> logging.Logger:
+    import logging
+
+    return logging.getLogger(LOGGER)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "logger":  # the module attribute this used to be, made on first use
+        return _logger()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 c_void_p = ctypes.c_void_p
 c_int = ctypes.c_int
@@ -131,11 +151,12 @@ _PROTOTYPES: dict[str, tuple[Any, list[Any]]] = {
 }
 
 _PRINT_FN = ctypes.CFUNCTYPE(c_int, c_int, c_char_p, c_void_p)
-_LEVELS = (logging.WARNING, logging.INFO, logging.DEBUG)
+_WARNING, _INFO, _DEBUG = 30, 20, 10  # logging.WARNING, INFO, DEBUG
+_LEVELS = (_WARNING, _INFO, _DEBUG)  # by LIBBPF_WARN, LIBBPF_INFO, LIBBPF_DEBUG
 # Bytes in a va_list object, to copy it (va_copy) and size the message before formatting.
 _VA_LIST_SIZE = {"x86_64": 24, "aarch64": 32}.get(os.uname().machine, 0)
-_lock = threading.Lock()
-_capture = threading.local()  # .lines: list[str] while a load on this thread collects messages
+_lock = _thread.allocate_lock()  # threading.Lock, without importing threading
+_capture = _thread._local()  # threading.local; .lines: list[str] while a load collects
 
 
 @functools.cache
@@ -162,16 +183,22 @@ def _format(fmt: bytes, args: int) -> str:
 def _print(level: int, fmt: bytes | None, args: int | None) -> int:
     # An exception must not cross back into C: log what we can and carry on.
     try:
-        pylevel = _LEVELS[level] if 0 <= level < len(_LEVELS) else logging.DEBUG
+        pylevel = _LEVELS[level] if 0 <= level < len(_LEVELS) else _DEBUG
         lines: list[str] | None = getattr(_capture, "lines", None)
-        wanted = lines is not None and pylevel >= logging.WARNING
+        wanted = lines is not None and pylevel >= _WARNING
+        # Before anyone imports logging nobody can have enabled INFO/DEBUG for our logger,
+        # so the many debug lines of a load are dropped without importing it. A warning
+        # still goes through logging (its last-resort handler prints it to stderr).
+        if pylevel < _WARNING and "logging" not in sys.modules:
+            return 0
+        logger = _logger()
         if fmt is not None and args is not None and (wanted or logger.isEnabledFor(pylevel)):
             text = _format(fmt, args).rstrip("\n")
             if wanted and lines is not None:
                 lines.append(text)
             logger.log(pylevel, "%s", text)
     except Exception:  # pragma: no cover - defensive
-        logger.exception("formatting a libbpf message failed")
+        _logger().exception("formatting a libbpf message failed")
     return 0
 
 

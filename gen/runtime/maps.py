@@ -10,13 +10,27 @@ from __future__ import annotations
 
 import ctypes
 import errno as E
-from collections.abc import ItemsView, Iterator, KeysView, MutableMapping, Sequence, ValuesView
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from collections.abc import ItemsView, KeysView, MutableMapping, Sequence, ValuesView
 
 from . import libbpf
 from .codec import Codec
 from .errors import RuntimeBPFError
-from .spec import CType, MapKind, MapSpec
+from .spec import MapKind
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import Any, Generic, TypeVar
+
+    from .spec import CType, MapSpec
+
+    _MapBase = MutableMapping[Any, Any]
+    _ItemsBase = ItemsView[Any, Any]
+    _ValuesBase = ValuesView[Any]
+else:  # typing costs more start-up than the whole runtime: see _generic
+    from ._generic import Generic, TypeVar
+
+    _MapBase, _ItemsBase, _ValuesBase = MutableMapping, ItemsView, ValuesView
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -50,7 +64,7 @@ class IterationAbortedError(RuntimeBPFError):
     """Entries kept vanishing faster than iteration could make progress."""
 
 
-class Map(MutableMapping[Any, Any]):
+class Map(_MapBase):
     """Any BPF map: name, fd, spec, kind, and dict-like access where the kernel allows it."""
 
     def __init__(self, spec: MapSpec, fd: int, owner: object) -> None:
@@ -321,14 +335,14 @@ class Map(MutableMapping[Any, Any]):
                 raise self._fail(ret, "delete")
 
 
-class _ItemsView(ItemsView[Any, Any]):
+class _ItemsView(_ItemsBase):
     _mapping: Map
 
     def __iter__(self) -> Iterator[tuple[Any, Any]]:
         return self._mapping._iter_items()
 
 
-class _ValuesView(ValuesView[Any]):
+class _ValuesView(_ValuesBase):
     _mapping: Map
 
     def __iter__(self) -> Iterator[Any]:

@@ -6,26 +6,30 @@ sha256 recorded at generation, so a skeleton never drives an object it was not m
 
 from __future__ import annotations
 
-import contextlib
+import _thread
 import ctypes
-import dataclasses
 import errno as E
-import importlib
 import os
-import re
 import sys
-import threading
-from collections.abc import Mapping, Sequence
-from types import TracebackType
-from typing import Any, Generic, TypeVar
 
 from . import libbpf
 from .codec import Codec
 from .errors import LoadError, MissingCapabilityError, ObjectFileError, RuntimeBPFError
-from .maps import Map, map_class
-from .programs import Link, Program
-from .spec import MapSpec, ObjectFile, ProgramSpec, VariableSpec
+from .maps import map_class
+from .programs import Program
 from .variables import Section, VariablesBase
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from types import TracebackType
+    from typing import Any, Generic, TypeVar
+
+    from .maps import Map
+    from .programs import Link
+    from .spec import MapSpec, ObjectFile, ProgramSpec, VariableSpec
+else:  # typing costs more start-up than the whole runtime: see _generic
+    from ._generic import Generic, TypeVar
 
 T = TypeVar("T", bound="ObjectsBase")
 
@@ -33,7 +37,7 @@ LOG_SIZE = 1 << 20  # verifier log buffer; grown to LOG_SIZE_MAX when the kernel
 LOG_SIZE_MAX = 1 << 24  # the largest log older kernels accept (UINT_MAX >> 8)
 CAP_SYS_ADMIN, CAP_PERFMON, CAP_BPF = 21, 38, 39
 
-_FAILED_PROG = re.compile(r"prog '([^']+)': (?:BPF program load failed|failed to load)")
+_FAILED_PROG = r"prog '([^']+)': (?:BPF program load failed|failed to load)"
 
 
 class MapsBase:
@@ -68,7 +72,7 @@ class ObjectsBase:
         self._links: list[Link] = []
         self._handles: list[Map] = []
         self._programs: list[Program] = []
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()  # threading.Lock, without importing threading
 
     @property
     def closed(self) -> bool:
@@ -79,8 +83,9 @@ class ObjectsBase:
             self._links.append(link)
 
     def _untrack_link(self, link: Link) -> None:
-        with self._lock, contextlib.suppress(ValueError):
-            self._links.remove(link)
+        with self._lock:
+            if link in self._links:
+                self._links.remove(link)
 
     @property
     def links(self) -> tuple[Link, ...]:
@@ -121,9 +126,12 @@ class ObjectsBase:
 
     def __del__(self) -> None:
         if getattr(self, "_obj", None) is not None:
-            # At interpreter shutdown there is nobody left to tell.
-            with contextlib.suppress(Exception):
+            # At interpreter shutdown there is nobody left to tell (and contextlib.suppress
+            # would cost every skeleton the import of contextlib).
+            try:  # noqa: SIM105
                 self.close()
+            except Exception:
+                pass
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} {'closed' if self.closed else 'loaded'}>"
@@ -199,7 +207,11 @@ class ObjectSpec(Generic[T]):
         if self.directory is not None:
             path = os.path.join(os.fspath(self.directory), filename)
         elif self.package is not None:
-            module = sys.modules.get(self.package) or importlib.import_module(self.package)
+            module = sys.modules.get(self.package)
+            if module is None:
+                import importlib
+
+                module = importlib.import_module(self.package)
             location = getattr(module, "__file__", None)
             if location is None:  # e.g. imported from a zip: ask importlib.resources
                 from importlib.resources import files
@@ -369,7 +381,7 @@ class OpenObject(Generic[T]):
 
     def _load_error(self, err: int, warnings: list[str]) -> Exception:
         log = self._log_buf.value.decode("utf-8", "replace")
-        program = next((m.group(1) for w in warnings if (m := _FAILED_PROG.search(w))), None)
+        program = _failed_program(warnings)
         what = f"{self.spec.name}: loading"
         if program:
             what += f" program {program!r}"
@@ -453,7 +465,15 @@ def _populate(objects: ObjectsBase, spec: ObjectSpec[Any], obj: int) -> None:
 
 
 def _with_max_entries(mspec: MapSpec, n: int) -> MapSpec:
-    return dataclasses.replace(mspec, max_entries=n)
+    return mspec.replace(max_entries=n)
+
+
+def _failed_program(warnings: list[str]) -> str | None:
+    """The program libbpf names in its load-failure warning (re is imported only here)."""
+    import re
+
+    pattern: re.Pattern[str] = re.compile(_FAILED_PROG)
+    return next((m.group(1) for w in warnings if (m := pattern.search(w))), None)
 
 
 def _check_sizes(obj: str, mspec: MapSpec, key_size: int, value_size: int) -> None:
@@ -477,7 +497,7 @@ def _sha256(data: bytes) -> Any:
     return sha256(data)
 
 
-_log_buffers = threading.local()
+_log_buffers = _thread._local()  # threading.local, without importing threading
 
 
 def _log_buffer(size: int) -> Any:

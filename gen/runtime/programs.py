@@ -9,23 +9,28 @@ from __future__ import annotations
 import ctypes
 import errno as E
 import os
-from types import TracebackType
-from typing import Protocol
 
 from . import libbpf
 from .errors import AttachError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from types import TracebackType
+    from typing import Protocol
 
 KPROBE_PMU = "/sys/bus/event_source/devices/kprobe"
 UPROBE_PMU = "/sys/bus/event_source/devices/uprobe"
 TRACEFS_ROOTS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 
 
-class LinkOwner(Protocol):
-    """What a Program reports its links to (ObjectsBase), so close() detaches all."""
+if TYPE_CHECKING:
 
-    def _track_link(self, link: Link) -> None: ...
+    class LinkOwner(Protocol):
+        """What a Program reports its links to (ObjectsBase), so close() detaches all."""
 
-    def _untrack_link(self, link: Link) -> None: ...
+        def _track_link(self, link: Link) -> None: ...
+
+        def _untrack_link(self, link: Link) -> None: ...
 
 
 class Link:

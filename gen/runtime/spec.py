@@ -2,16 +2,25 @@
 
 Generated code builds these at import; the runtime reads them at load. Types are ctypes
 types (``ctypes.c_uint32``, generated ``ctypes.Structure`` classes, ``c_char * 16``).
+
+The specs are frozen value classes written out by hand rather than dataclasses: importing
+dataclasses (and the inspect/ast/dis it pulls in) would cost a skeleton more start-up time
+than everything else in the runtime together.
 """
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
-from typing import Any
 
-CType = type[Any]
-"""A ctypes type: simple, array, Structure or Union class."""
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from typing import Any, TypeVar
+
+    CType = type[Any]
+    """A ctypes type: simple, array, Structure or Union class."""
+    _F = TypeVar("_F", bound="_Frozen")
+else:
+    CType = type
 
 
 class MapKind(enum.IntEnum):
@@ -52,36 +61,120 @@ class MapKind(enum.IntEnum):
     CGRP_STORAGE = 32
 
 
-@dataclass(frozen=True)
-class MapSpec:
+class _Frozen:
+    """Equality, hashing, repr and immutability over ``__slots__``, as a frozen dataclass."""
+
+    __slots__: tuple[str, ...] = ()
+    _FIELDS: tuple[str, ...] = ()  # in constructor order
+
+    def _values(self) -> tuple[object, ...]:
+        return tuple(getattr(self, name) for name in self._FIELDS)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, _Frozen)
+        return self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._FIELDS)
+        return f"{type(self).__name__}({fields})"
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"cannot assign to field {name!r} of frozen {type(self).__name__}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"cannot delete field {name!r} of frozen {type(self).__name__}")
+
+    def _init(self, **values: object) -> None:
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+
+    def replace(self: _F, **changes: object) -> _F:
+        """A copy with ``changes`` applied (``dataclasses.replace``)."""
+        values: dict[str, Any] = dict(zip(self._FIELDS, self._values(), strict=True))
+        unknown = set(changes) - set(values)
+        if unknown:
+            raise TypeError(f"{type(self).__name__} has no field {sorted(unknown)[0]!r}")
+        values.update(changes)
+        return type(self)(**values)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild, (type(self), self._values()))
+
+
+def _rebuild(cls: type[_F], values: tuple[object, ...]) -> _F:
+    obj = cls.__new__(cls)
+    obj._init(**dict(zip(cls._FIELDS, values, strict=True)))
+    return obj
+
+
+class MapSpec(_Frozen):
+    _FIELDS = ("name", "kind", "key", "value", "event", "max_entries", "flags")
+    __slots__ = _FIELDS
     name: str
     kind: MapKind
-    key: CType | None = None  # None: the map has no key (ringbuf) or BTF gave only a size
-    value: CType | None = None
-    event: CType | None = None  # record type of PERF_EVENT_ARRAY / RINGBUF, if known
-    max_entries: int = 0
-    flags: int = 0
+    key: CType | None  # None: the map has no key (ringbuf) or BTF gave only a size
+    value: CType | None
+    event: CType | None  # record type of PERF_EVENT_ARRAY / RINGBUF, if known
+    max_entries: int
+    flags: int
+
+    def __init__(
+        self,
+        name: str,
+        kind: MapKind,
+        key: CType | None = None,
+        value: CType | None = None,
+        event: CType | None = None,
+        max_entries: int = 0,
+        flags: int = 0,
+    ) -> None:
+        self._init(
+            name=name,
+            kind=kind,
+            key=key,
+            value=value,
+            event=event,
+            max_entries=max_entries,
+            flags=flags,
+        )
 
 
-@dataclass(frozen=True)
-class ProgramSpec:
+class ProgramSpec(_Frozen):
+    _FIELDS = ("name", "section")
+    __slots__ = _FIELDS
     name: str  # C function name
     section: str  # ELF section, e.g. "tracepoint/syscalls/sys_enter_getppid"
 
+    def __init__(self, name: str, section: str) -> None:
+        self._init(name=name, section=section)
 
-@dataclass(frozen=True)
-class VariableSpec:
+
+class VariableSpec(_Frozen):
+    _FIELDS = ("name", "section", "offset", "type")
+    __slots__ = _FIELDS
     name: str
     section: str  # ".data", ".bss", ".rodata", ".data.foo", ...
     offset: int  # byte offset within the section
     type: CType
+
+    def __init__(self, name: str, section: str, offset: int, type: CType) -> None:
+        self._init(name=name, section=section, offset=offset, type=type)
 
     @property
     def readonly(self) -> bool:
         return self.section.startswith(".rodata")
 
 
-@dataclass(frozen=True)
-class ObjectFile:
+class ObjectFile(_Frozen):
+    _FIELDS = ("filename", "sha256")
+    __slots__ = _FIELDS
     filename: str  # next to the generated module, e.g. "hello_bpfel.o"
     sha256: str  # hex digest checked before the bytes reach libbpf
+
+    def __init__(self, filename: str, sha256: str) -> None:
+        self._init(filename=filename, sha256=sha256)

@@ -9,14 +9,20 @@ by the program's next run. Maps without the flag fall back to lookup/update of k
 from __future__ import annotations
 
 import ctypes
-import mmap
-from collections.abc import Iterable
-from typing import Any, Generic, TypeVar, overload
 
 from . import libbpf
 from .codec import Codec
 from .errors import RuntimeBPFError
-from .spec import VariableSpec
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    import mmap
+    from collections.abc import Iterable
+    from typing import Any, Generic, TypeVar, overload
+
+    from .spec import VariableSpec
+else:  # typing costs more start-up than the whole runtime: see _generic
+    from ._generic import Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -33,6 +39,8 @@ class Section:
         self.readonly = readonly
         self._mm: mmap.mmap | None = None
         if flags & BPF_F_MMAPABLE:
+            import mmap  # only objects with global data need it
+
             prot = mmap.PROT_READ if readonly else mmap.PROT_READ | mmap.PROT_WRITE
             self._mm = mmap.mmap(fd, size, flags=mmap.MAP_SHARED, prot=prot)
         self._closed = False
@@ -138,11 +146,13 @@ class Variable(Generic[T]):
         self.section = section
         self.name = name
 
-    @overload
-    def __get__(self, obj: None, objtype: type[Any] | None = None) -> Variable[T]: ...
+    if TYPE_CHECKING:
 
-    @overload
-    def __get__(self, obj: VariablesBase, objtype: type[Any] | None = None) -> T: ...
+        @overload
+        def __get__(self, obj: None, objtype: type[Any] | None = None) -> Variable[T]: ...
+
+        @overload
+        def __get__(self, obj: VariablesBase, objtype: type[Any] | None = None) -> T: ...
 
     def __get__(
         self, obj: VariablesBase | None, objtype: type[Any] | None = None
