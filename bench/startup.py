@@ -2,8 +2,9 @@
 
 Each side runs in a fresh child process and reports, from before its first import
 (``ebpf_gen`` skeleton / ``bcc``) to the program attached, the time spent in each step; the
-median of N interleaved runs is printed with the ratio. Target: the skeleton is >= 20x faster.
-BCC runs under /usr/bin/python3 (where Debian's python3-bpfcc lives), ours under the venv.
+median of N interleaved runs is printed with the ratio, and the ratio of the best runs.
+Target: the skeleton is >= 20x faster. BCC runs under /usr/bin/python3 (where Debian's
+python3-bpfcc lives), ours under the venv.
 
 Both children run with bytecode caching on (PYTHONDONTWRITEBYTECODE dropped, caches under a
 temporary PYTHONPYCACHEPREFIX, one untimed warm-up run each), as an installed application
@@ -183,11 +184,16 @@ def main() -> int:
         for name in sides:
             print(f"{name} imported: {' '.join(results[name][-1].modules)}")
     ours, bcc = med("ebpf_gen", "total"), med("BCC", "total")
-    ratio = bcc / ours
+    # BCC's long compile soaks up more of a busy host's noise than our few milliseconds do,
+    # which flatters the ratio of medians; the ratio of the best runs does not, so the
+    # verdict takes the lower of the two.
+    best = min(r.total for r in results["BCC"]) / min(r.total for r in results["ebpf_gen"])
+    ratio = min(bcc / ours, best)
     plain_ratio = bcc / med("ebpf_gen -S", "total")
     wall_ratio = med("BCC", "wall") / med("ebpf_gen", "wall")
     print(
-        f"speedup, first import to attached: {ratio:.1f}x (target >= 20x):",
+        f"speedup, first import to attached: {bcc / ours:.1f}x medians, {best:.1f}x best runs "
+        f"(target >= 20x):",
         "met" if ratio >= 20 else "NOT met",
     )
     print(

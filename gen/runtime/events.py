@@ -28,24 +28,28 @@ points ``lost_counter`` at.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import ctypes
-import ctypes.util
 import fcntl
 import functools
 import mmap
 import os
-import platform
 import select
 import struct
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any, Generic, TypeVar
 
 from . import libbpf
 from .maps import Map, register_map_class
-from .spec import MapKind, MapSpec
+from .spec import MapKind
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    import asyncio
+    from collections.abc import AsyncIterator, Callable, Iterator
+    from typing import Any, Generic, TypeVar
+
+    from .spec import MapSpec
+else:  # skeletons with event maps import this module: keep typing (and asyncio) out of it
+    from ._generic import Generic, TypeVar
 
 E = TypeVar("E")
 
@@ -98,7 +102,8 @@ class _PerfEventAttr(ctypes.Structure):
 
 @functools.cache
 def _libc() -> ctypes.CDLL:
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    # The process's own libc (ctypes.util.find_library would run ldconfig in a subprocess).
+    libc = ctypes.CDLL(None, use_errno=True)
     libc.syscall.restype = ctypes.c_long
     libc.mmap.restype = ctypes.c_void_p
     libc.mmap.argtypes = [
@@ -133,9 +138,10 @@ def online_cpus() -> list[int]:
 
 
 def _perf_event_open(cpu: int, wakeup_bytes: int) -> int:
-    sysno = _SYS_PERF_EVENT_OPEN.get(platform.machine())
+    machine = os.uname().machine  # platform.machine(), without importing platform
+    sysno = _SYS_PERF_EVENT_OPEN.get(machine)
     if sysno is None:
-        raise OSError(f"perf_event_open: unknown syscall number on {platform.machine()}")
+        raise OSError(f"perf_event_open: unknown syscall number on {machine}")
     attr = _PerfEventAttr(
         type=_PERF_TYPE_SOFTWARE,
         size=ctypes.sizeof(_PerfEventAttr),
@@ -293,6 +299,9 @@ class _Reader:
             yield from batch
 
     async def aiter(self) -> AsyncIterator[Any]:
+        import asyncio  # only async readers pay for it (a third of a skeleton's start-up)
+        import contextlib
+
         loop = asyncio.get_running_loop()
         ready = asyncio.Event()
         fd = self._epoll.fileno()
