@@ -85,8 +85,16 @@ def probes(skeleton: Callable[[str, str], ModuleType]) -> Any:
         yield o
 
 
-def test_tail_call_through_prog_array(skeleton: Callable[[str, str], ModuleType]) -> None:
-    mod = skeleton("rt_tail", TAIL)
+@pytest.mark.parametrize(
+    "key_decl",
+    ["__type(key, __u32)", "__uint(key_size, sizeof(__u32))"],
+    ids=["btf-key", "key-size-only"],
+)
+def test_tail_call_through_prog_array(
+    skeleton: Callable[[str, str], ModuleType], key_decl: str
+) -> None:
+    # libbpf-style sources often give a prog array only key_size: indexes stay ints.
+    mod = skeleton(f"rt_tail_{len(key_decl)}", TAIL.replace("__type(key, __u32)", key_decl))
     with mod.load(constants={"me": os.getpid()}) as o:
         v = o.variables
         o.programs.dispatch.attach_raw_tracepoint("sys_enter")

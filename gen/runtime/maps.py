@@ -67,6 +67,10 @@ class IterationAbortedError(RuntimeBPFError):
 class Map(_MapBase):
     """Any BPF map: name, fd, spec, kind, and dict-like access where the kernel allows it."""
 
+    # Array-like maps are indexed by a u32 whatever BTF says: a map declared with only
+    # __uint(key_size, 4) still takes int keys.
+    _index_keys = False
+
     def __init__(self, spec: MapSpec, fd: int, owner: object) -> None:
         self.spec = spec
         self.name = spec.name
@@ -84,6 +88,8 @@ class Map(_MapBase):
             self.max_entries = info.max_entries
         self.key_size = key_size
         self.value_size = value_size
+        if key is None and key_size == 4 and self._index_keys:
+            key = ctypes.c_uint32
         self._key = Codec(key, key_size, f"map {self.name!r}: key") if key_size else None
         self._value = self._value_codec(value, value_size)
         lib = libbpf.lib()
@@ -373,6 +379,8 @@ class HashMap(Map, Generic[K, V]):
 class ArrayMap(HashMap[K, V]):
     """ARRAY: keys 0..max_entries-1 always exist; ``del`` is refused, clear() zeroes."""
 
+    _index_keys = True
+
     def __len__(self) -> int:
         return self.max_entries
 
@@ -442,6 +450,8 @@ class PerCPUHashMap(Map, Generic[K, V]):
 class PerCPUArrayMap(PerCPUHashMap[K, V]):
     """PERCPU_ARRAY: per-CPU values, keys 0..max_entries-1."""
 
+    _index_keys = True
+
     def __len__(self) -> int:
         return self.max_entries
 
@@ -461,6 +471,8 @@ class _PerCPUBuffer:
 
 class ProgArray(Map):
     """PROG_ARRAY: ``m[i] = program`` (a Program or a program fd); reading gives the id."""
+
+    _index_keys = True
 
     def _encode_value(self, value: object, buf: Any) -> None:
         fd = getattr(value, "fd", value)
