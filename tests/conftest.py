@@ -60,7 +60,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     # here with the reason shown, rather than skip (a CI skip is a failure).
     if kprobes_available():
         return
-    kept, dropped = [], []
+    kept: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
     for item in items:
         (dropped if item.get_closest_marker("kprobe") else kept).append(item)
     if dropped:

@@ -63,6 +63,16 @@ static int hit(void)
 SEC("kprobe/__x64_sys_getppid")
 int on_kprobe(void *ctx) { return hit(); }
 
+__u64 ret_hits = 0;
+
+SEC("kretprobe/__x64_sys_getppid")
+int on_kretprobe(void *ctx)
+{
+    if ((bpf_get_current_pid_tgid() >> 32) == me)
+        __sync_fetch_and_add(&ret_hits, 1);
+    return 0;
+}
+
 SEC("tracepoint/nosuchcategory/nosuchevent")
 int on_missing_tp(void *ctx) { return hit(); }
 
@@ -160,6 +170,25 @@ def test_kprobe_attach(probes: Any) -> None:
     assert probes.variables.hits == 1
     with pytest.raises(AttachError, match="not found"):
         probes.programs.on_kprobe.attach_kprobe("no_such_function_for_ebpf_gen")
+
+
+@pytest.mark.kprobe
+def test_kretprobe_attach(probes: Any) -> None:
+    ret = probes.programs.on_kretprobe
+    # From its section (kretprobe/__x64_sys_getppid), then by name with retprobe=True.
+    with ret.attach() as link:
+        os.getppid()
+        assert link in probes.links
+    assert link.closed
+    assert probes.variables.ret_hits == 1
+    with ret.attach_kprobe("__x64_sys_getppid", retprobe=True):
+        os.getppid()
+        os.getppid()
+    os.getppid()  # detached: not counted
+    assert probes.variables.ret_hits == 3
+    assert probes.variables.hits == 0  # the entry probe was never attached
+    with pytest.raises(AttachError, match="not found"):
+        ret.attach_kprobe("no_such_function_for_ebpf_gen", retprobe=True)
 
 
 def test_uprobe_on_libc(probes: Any) -> None:

@@ -16,6 +16,11 @@ export PYTHONDONTWRITEBYTECODE=1
 uname -r >"$out/uname"
 .venv/bin/python tests/vm/feature_probe.py "$out/features-build" >"$out/features.json" \
     2>"$out/features.err"
-.venv/bin/python -m pytest -m "kernel or kprobe" -p no:cacheprovider -q -rA \
-    --junitxml="$out/junit.xml" "$@" >"$out/pytest.log" 2>&1
+# The selection (tests/vm/guest_selection.py): kprobe tests, and the runtime's kernel tier.
+# -v: the log shows each test as it finishes, so a run cut short still says where.
+.venv/bin/python -m pytest -p tests.vm.guest_selection -m "kernel or kprobe" \
+    -p no:cacheprovider -v -rfEs --durations=15 --junitxml="$out/junit.xml" \
+    tests/test_vm_probe.py tests/test_examples.py tests/vm/test_bcc_parity.py \
+    tests/test_runtime_load.py tests/test_runtime_maps.py tests/test_runtime_events.py \
+    tests/test_runtime_programs.py "$@" >"$out/pytest.log" 2>&1
 echo $? >"$out/rc"
