@@ -24,7 +24,6 @@ from .model import Diagnostic, ObjectModel
 
 _PKG = __name__.rpartition(".")[0]
 _SUFFIX = {"little": "bpfel", "big": "bpfeb"}
-_EVENT_MAPS = ("PERF_EVENT_ARRAY", "RINGBUF")
 
 
 @dataclass(frozen=True)
@@ -111,18 +110,10 @@ def build_from_object(path: Path, opts: Options) -> Result:
         data = path.read_bytes()
     except OSError as e:
         raise OutputError(f"cannot read: {e.strerror}", where=str(path)) from e
-    events = [m.name for m in model.maps if m.map_type_name in _EVENT_MAPS]
-    if events:
-        note = Diagnostic(
-            display_path(path),
-            0,
-            0,
-            "warning",
-            "no C source given: the event types of "
-            + ", ".join(f"'{n}'" for n in events)
-            + " cannot be inferred; events read as bytes",
-        )
-        model = _with_diagnostics(model, (note,))
+    # Without the source nothing can say what the event maps carry (source.py).
+    from .source import no_source_diagnostics
+
+    model = _with_diagnostics(model, no_source_diagnostics(model, display_path(path)))
     return _render(stem, model, {model.btf.byteorder: data}, None, opts, (path.resolve(),))
 
 
