@@ -7,7 +7,6 @@ and leave no temp files behind.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -43,15 +42,6 @@ int hello(void *ctx) {
 }
 char LICENSE[] SEC("license") = "GPL";
 """
-
-
-def have_render() -> bool:
-    return importlib.util.find_spec("ebpf_gen.render") is not None
-
-
-needs_render = pytest.mark.xfail(
-    not have_render(), reason="gen/render.py (renderer) has not landed yet", strict=True
-)
 
 
 def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -184,14 +174,12 @@ def test_bad_stem(project: Path) -> None:
     assert_failed(proc, "stem 'not-valid' is not a valid Python module name", project)
 
 
-@needs_render
 def test_unknown_type(project: Path) -> None:
     proc = run("src/hello.bpf.c", "--type", "struct no_such_thing", "--", INC, cwd=project)
     assert_failed(proc, "", project)
     assert "no_such_thing" in proc.stderr
 
 
-@needs_render
 def test_unwritable_output_dir(project: Path) -> None:
     # a directory below a regular file cannot be created, even by root
     blocker = project / "blocker"
@@ -201,7 +189,6 @@ def test_unwritable_output_dir(project: Path) -> None:
     assert blocker.read_text() == "a file, not a directory\n"
 
 
-@needs_render
 def test_write_failure_leaves_outputs_and_no_temp_files(project: Path) -> None:
     # os.replace onto a directory fails as root too: the .py target is a non-empty directory
     out = project / "generated"
@@ -216,7 +203,6 @@ def test_write_failure_leaves_outputs_and_no_temp_files(project: Path) -> None:
     assert (out / "hello_bpfel.o").read_bytes() == SENTINEL
 
 
-@needs_render
 def test_generate_check_and_determinism(project: Path) -> None:
     out = project / "generated"
     for p in out.iterdir():
@@ -250,7 +236,6 @@ def test_generate_check_and_determinism(project: Path) -> None:
     assert imp.returncode == 0, imp.stderr
 
 
-@needs_render
 def test_same_output_from_two_checkouts(tmp_path: Path) -> None:
     outs = []
     for name in ("a", "b/c"):
@@ -282,7 +267,6 @@ def test_generate_bad_config(tmp_path: Path) -> None:
     assert len(proc.stderr.splitlines()) == 1
 
 
-@needs_render
 def test_generate_from_pyproject_skips_when_unchanged(project: Path) -> None:
     (project / "pyproject.toml").write_text(PYPROJECT)
     for p in (project / "generated").iterdir():

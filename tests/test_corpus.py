@@ -7,7 +7,6 @@ running kernel's BTF once per session (never committed).
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -19,13 +18,6 @@ import pytest
 from .conftest import compile_bpf, need
 
 CORPUS = Path(__file__).parent / "corpus"
-
-needs_render = pytest.mark.xfail(
-    importlib.util.find_spec("ebpf_gen.render") is None,
-    reason="gen/render.py (renderer) has not landed yet",
-    strict=True,
-)
-
 
 @pytest.fixture(scope="session")
 def vmlinux_h(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -63,7 +55,6 @@ def _generate(src: Path, out_dir: Path, stem: str, target: str, args: list[str],
     )
 
 
-@needs_render
 @pytest.mark.parametrize(("src", "stem", "args", "kernel_types"), CASES,
                          ids=[c[1] for c in CASES])
 def test_object_generates_and_imports(
@@ -88,7 +79,6 @@ def test_object_generates_and_imports(
     assert imp.stdout.strip() == stem
 
 
-@needs_render
 def test_event_maps_warn_without_source(tmp_path: Path) -> None:
     proc = _generate(CORPUS / "maps_vars.bpf.c", tmp_path / "out", "mv", "bpfel", [], None)
     assert proc.returncode == 0, proc.stderr
@@ -97,7 +87,6 @@ def test_event_maps_warn_without_source(tmp_path: Path) -> None:
     assert proc.stderr.count("its event type cannot be inferred without the C source") == 2
 
 
-@needs_render
 def test_big_endian_object_is_named_bpfeb(tmp_path: Path) -> None:
     out = tmp_path / "out"
     proc = _generate(CORPUS / "layouts.bpf.c", out, "lay", "bpfeb", [], None)
@@ -106,7 +95,6 @@ def test_big_endian_object_is_named_bpfeb(tmp_path: Path) -> None:
     assert '"big"' in (out / "lay.py").read_text()
 
 
-@needs_render
 def test_corpus_generates_deterministically(tmp_path: Path, vmlinux_h: Path) -> None:
     runs = []
     for i in range(2):
