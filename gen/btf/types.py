@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Union
+from dataclasses import dataclass
+from typing import ClassVar, Union
 
 
 class Kind(enum.IntEnum):
@@ -59,7 +59,7 @@ class Linkage(enum.IntEnum):
 class Void:
     id: int = 0
     name: str = ""
-    kind: Kind = field(default=Kind.VOID, init=False)
+    kind: ClassVar[Kind] = Kind.VOID
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +70,7 @@ class Int:
     encoding: IntEncoding
     offset: int  # BTF_INT_OFFSET, bits (always 0 from clang)
     bits: int  # BTF_INT_BITS
-    kind: Kind = field(default=Kind.INT, init=False)
+    kind: ClassVar[Kind] = Kind.INT
 
     @property
     def signed(self) -> bool:
@@ -82,7 +82,7 @@ class Ptr:
     id: int
     name: str
     type: int
-    kind: Kind = field(default=Kind.PTR, init=False)
+    kind: ClassVar[Kind] = Kind.PTR
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +92,7 @@ class Array:
     type: int
     index_type: int
     nelems: int
-    kind: Kind = field(default=Kind.ARRAY, init=False)
+    kind: ClassVar[Kind] = Kind.ARRAY
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +109,7 @@ class Struct:
     name: str  # "" when anonymous
     size: int
     members: tuple[Member, ...]
-    kind: Kind = field(default=Kind.STRUCT, init=False)
+    kind: ClassVar[Kind] = Kind.STRUCT
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +118,7 @@ class Union_:
     name: str
     size: int
     members: tuple[Member, ...]
-    kind: Kind = field(default=Kind.UNION, init=False)
+    kind: ClassVar[Kind] = Kind.UNION
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +144,7 @@ class Fwd:
     id: int
     name: str
     is_union: bool  # kind_flag
-    kind: Kind = field(default=Kind.FWD, init=False)
+    kind: ClassVar[Kind] = Kind.FWD
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +152,7 @@ class Typedef:
     id: int
     name: str
     type: int
-    kind: Kind = field(default=Kind.TYPEDEF, init=False)
+    kind: ClassVar[Kind] = Kind.TYPEDEF
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,7 +171,7 @@ class Func:
     name: str
     type: int  # a FuncProto
     linkage: Linkage
-    kind: Kind = field(default=Kind.FUNC, init=False)
+    kind: ClassVar[Kind] = Kind.FUNC
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,7 +186,7 @@ class FuncProto:
     name: str
     return_type: int
     params: tuple[Param, ...]
-    kind: Kind = field(default=Kind.FUNC_PROTO, init=False)
+    kind: ClassVar[Kind] = Kind.FUNC_PROTO
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,7 +195,7 @@ class Var:
     name: str
     type: int
     linkage: Linkage
-    kind: Kind = field(default=Kind.VAR, init=False)
+    kind: ClassVar[Kind] = Kind.VAR
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,7 +211,7 @@ class DataSec:
     name: str
     size: int
     vars: tuple[VarSecInfo, ...]
-    kind: Kind = field(default=Kind.DATASEC, init=False)
+    kind: ClassVar[Kind] = Kind.DATASEC
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,7 +219,7 @@ class Float:
     id: int
     name: str
     size: int
-    kind: Kind = field(default=Kind.FLOAT, init=False)
+    kind: ClassVar[Kind] = Kind.FLOAT
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,7 +228,7 @@ class DeclTag:
     name: str
     type: int
     component_idx: int  # -1: the tag applies to the type itself
-    kind: Kind = field(default=Kind.DECL_TAG, init=False)
+    kind: ClassVar[Kind] = Kind.DECL_TAG
 
 
 Type = Union[  # noqa: UP007 (a runtime alias; kept as the model defines it)
