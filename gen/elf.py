@@ -8,19 +8,36 @@ patch so offsets here are the ones libbpf and the kernel use.
 from __future__ import annotations
 
 import dataclasses
-import io
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-
-from elftools.common.exceptions import ELFError as _PyElfError
-from elftools.elf.elffile import ELFFile
-from elftools.elf.sections import SymbolTableSection
 
 from .btf.types import DataSec, Linkage, Spec, Type, Var
 from .errors import BTFError, ElfError
 
 EM_BPF = 247
+# Names as readelf (and pyelftools) print them, for messages and for Section/Symbol fields.
+_MACHINES = {0: "EM_NONE", 3: "EM_386", 8: "EM_MIPS", 20: "EM_PPC", 21: "EM_PPC64",
+             22: "EM_S390", 40: "EM_ARM", 62: "EM_X86_64", 183: "EM_AARCH64",
+             243: "EM_RISCV", 247: "EM_BPF", 258: "EM_LOONGARCH"}
+_SECTION_TYPES = {0: "SHT_NULL", 1: "SHT_PROGBITS", 2: "SHT_SYMTAB", 3: "SHT_STRTAB",
+                  4: "SHT_RELA", 5: "SHT_HASH", 6: "SHT_DYNAMIC", 7: "SHT_NOTE",
+                  8: "SHT_NOBITS", 9: "SHT_REL", 10: "SHT_SHLIB", 11: "SHT_DYNSYM",
+                  14: "SHT_INIT_ARRAY", 15: "SHT_FINI_ARRAY", 16: "SHT_PREINIT_ARRAY",
+                  17: "SHT_GROUP", 18: "SHT_SYMTAB_SHNDX", 0x6FFF4C00: "SHT_LLVM_ODRTAB",
+                  0x6FFF4C01: "SHT_LLVM_LINKER_OPTIONS", 0x6FFF4C03: "SHT_LLVM_ADDRSIG",
+                  0x6FFFFFF5: "SHT_GNU_ATTRIBUTES", 0x6FFFFFF6: "SHT_GNU_HASH",
+                  0x6FFFFFFD: "SHT_GNU_verdef", 0x6FFFFFFE: "SHT_GNU_verneed",
+                  0x6FFFFFFF: "SHT_GNU_versym"}
+_BINDS = {0: "STB_LOCAL", 1: "STB_GLOBAL", 2: "STB_WEAK", 10: "STB_LOOS", 12: "STB_HIOS",
+          13: "STB_LOPROC", 15: "STB_HIPROC"}
+_SYMBOL_TYPES = {0: "STT_NOTYPE", 1: "STT_OBJECT", 2: "STT_FUNC", 3: "STT_SECTION",
+                 4: "STT_FILE", 5: "STT_COMMON", 6: "STT_TLS", 10: "STT_LOOS", 12: "STT_HIOS",
+                 13: "STT_LOPROC", 15: "STT_HIPROC"}
+_VISIBILITIES = ("STV_DEFAULT", "STV_INTERNAL", "STV_HIDDEN", "STV_PROTECTED")
+_SHT_SYMTAB = 2
+_SHN_LORESERVE = 0xFF00  # st_shndx at or past this is UNDEF-like (ABS, COMMON, XINDEX)
+_SHN_XINDEX = 0xFFFF
 _BTF_MAGIC = 0xEB9F
 # Sections whose DATASEC describes externs, resolved by libbpf from the kernel: no ELF section
 _EXTERN_SECTIONS = (".kconfig", ".ksyms")
@@ -79,51 +96,106 @@ def read_elf(path: Path) -> ElfObject:
         raise ElfError("not an ELF file", where=where)
     try:
         return _parse(data, where)
-    except (_PyElfError, struct.error, ValueError, KeyError, IndexError) as e:
-        # pyelftools raises these (and construct's errors, ValueError subclasses) on
-        # truncated headers/tables; the message carries the offset when it has one
+    except struct.error as e:  # a header or table cut short
         raise ElfError(f"malformed ELF: {e}", where=where) from e
-    except Exception as e:  # construct.StreamError and friends are not ValueErrors
-        if type(e).__module__.startswith(("construct", "elftools")):
-            raise ElfError(f"malformed ELF: {e}", where=where) from e
-        raise
+
+
+class _Raw:
+    """Bounds-checked access to the file's bytes: every table and section is checked
+    against the file size before it is read."""
+
+    def __init__(self, data: bytes, where: str) -> None:
+        self.data = data
+        self.where = where
+
+    def span(self, what: str, offset: int, size: int) -> bytes:
+        if offset + size > len(self.data):
+            raise ElfError(
+                f"malformed ELF: {what} [{offset}, {offset + size}) runs past the end of "
+                f"{len(self.data)} bytes",
+                where=self.where,
+            )
+        return self.data[offset : offset + size]
+
+
+def _cstr(table: bytes, offset: int) -> str:
+    end = table.find(b"\0", offset)
+    return table[offset : end if end >= 0 else len(table)].decode("utf-8", "replace")
 
 
 def _parse(data: bytes, where: str) -> ElfObject:
-    elf = ELFFile(io.BytesIO(data))
-    machine = elf.header["e_machine"]
-    if machine not in ("EM_BPF", EM_BPF):
-        raise ElfError(f"not a BPF object (e_machine {machine}, expected EM_BPF)", where=where)
-    if elf.elfclass != 64:
-        raise ElfError(f"ELF class {elf.elfclass}: BPF objects are 64-bit", where=where)
-    byteorder = "little" if elf.little_endian else "big"
+    # The ELF64 layout is read with struct rather than pyelftools: importing pyelftools
+    # costs more than the whole rest of `ebpf-gen --object` (bench/gen_speed.py).
+    raw = _Raw(data, where)
+    ident = raw.span("ELF identification", 0, 16)
+    elfclass, encoding = ident[4], ident[5]
+    if encoding not in (1, 2):
+        raise ElfError(f"malformed ELF: unknown data encoding {encoding}", where=where)
+    order = "<" if encoding == 1 else ">"
+    (machine,) = struct.unpack_from(order + "H", data, 18)
+    if machine != EM_BPF:
+        name = _MACHINES.get(machine, str(machine))
+        raise ElfError(f"not a BPF object (e_machine {name}, expected EM_BPF)", where=where)
+    if elfclass != 2:
+        bits = {1: 32}.get(elfclass, elfclass)
+        raise ElfError(f"ELF class {bits}: BPF objects are 64-bit", where=where)
+    byteorder = "little" if encoding == 1 else "big"
+    shoff, _, _, _, _, shentsize, shnum, shstrndx = struct.unpack_from(
+        order + "QIHHHHHH", data, 40  # e_shoff .. e_shstrndx
+    )
+    headers: list[tuple[int, ...]] = []
+    if shoff:
+        if shentsize != 64:
+            raise ElfError(f"malformed ELF: e_shentsize {shentsize}, expected 64", where=where)
+        first = struct.unpack(order + "IIQQQQIIQQ", raw.span("section header 0", shoff, 64))
+        if shnum == 0:  # extended numbering: the count is in section 0
+            shnum = first[5]
+        if shstrndx == _SHN_XINDEX:
+            shstrndx = first[6]
+        table = raw.span("section header table", shoff, 64 * shnum)
+        headers = list(struct.iter_unpack(order + "IIQQQQIIQQ", table))
+    if headers and not 0 <= shstrndx < len(headers):
+        raise ElfError(f"malformed ELF: e_shstrndx {shstrndx} out of range", where=where)
 
+    def contents(index: int) -> bytes:
+        h = headers[index]
+        if h[1] == 8:  # SHT_NOBITS occupies no file space
+            return b""
+        return raw.span(f"section {index}", h[4], h[5])
+
+    shstrtab = contents(shstrndx) if headers else b""
     sections: list[Section] = []
-    symbols: list[Symbol] = []
     btf: bytes | None = None
-    for index, sec in enumerate(elf.iter_sections()):
-        sections.append(
-            Section(index, sec.name, sec["sh_size"], sec["sh_flags"], str(sec["sh_type"]))
-        )
-        if sec.name == ".BTF":
-            btf = sec.data()
+    for index, (name_off, sh_type, flags, _, _, size, *_rest) in enumerate(headers):
+        name = _cstr(shstrtab, name_off)
+        sections.append(Section(index, name, size, flags,
+                                _SECTION_TYPES.get(sh_type, str(sh_type))))
+        if name == ".BTF":
+            btf = contents(index)
     names = {s.index: s.name for s in sections}
-    for sec in elf.iter_sections():
-        if not isinstance(sec, SymbolTableSection) or sec["sh_type"] != "SHT_SYMTAB":
+    symbols: list[Symbol] = []
+    for index, h in enumerate(headers):
+        if h[1] != _SHT_SYMTAB:
             continue
-        for sym in sec.iter_symbols():
-            shndx = sym["st_shndx"]
-            idx = shndx if isinstance(shndx, int) else 0
+        if not 0 <= h[6] < len(headers):
+            raise ElfError(f"malformed ELF: section {index}: sh_link {h[6]} out of range",
+                           where=where)
+        strtab = contents(h[6])
+        table = contents(index)
+        for st_name, info, other, shndx, value, size in struct.iter_unpack(
+            order + "IBBHQQ", table[: len(table) - len(table) % 24]
+        ):
+            idx = shndx if shndx < _SHN_LORESERVE else 0
             symbols.append(
                 Symbol(
-                    name=sym.name,
+                    name=_cstr(strtab, st_name),
                     section=names.get(idx, "") if idx else "",
                     section_index=idx,
-                    value=sym["st_value"],
-                    size=sym["st_size"],
-                    bind=str(sym["st_info"]["bind"]),
-                    type=str(sym["st_info"]["type"]),
-                    visibility=str(sym["st_other"]["visibility"]),
+                    value=value,
+                    size=size,
+                    bind=_BINDS.get(info >> 4, str(info >> 4)),
+                    type=_SYMBOL_TYPES.get(info & 0xF, str(info & 0xF)),
+                    visibility=_VISIBILITIES[other & 0x3],
                 )
             )
     if btf is None:
