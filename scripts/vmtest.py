@@ -128,6 +128,35 @@ def _parse_junit(path: Path) -> tuple[list[CaseResult], float]:
     return cases, total
 
 
+SKELETONS = VM_DIR / "skeletons"
+RUNTIME_TESTS = tuple(
+    str(p.relative_to(REPO)) for p in sorted((REPO / "tests").glob("test_runtime_*.py"))
+)
+_prewarmed: list[bool] = []
+
+
+def prewarm_skeletons() -> None:
+    """Build the runtime tests' skeletons on the host, once per process, for the guests.
+
+    clang under software emulation costs ~25 s a skeleton; the built objects and modules
+    don't depend on the kernel, so the guests load these (tests/conftest.py,
+    EBPF_GEN_SKELETON_CACHE). Built by running the host's runtime kernel tier: its results
+    are not this tier's business (the host tier reports them), so they are not checked; a
+    skeleton missing here is simply built in the guest.
+    """
+    if _prewarmed:
+        return
+    _prewarmed.append(True)
+    shutil.rmtree(SKELETONS, ignore_errors=True)  # stale generator versions go with it
+    SKELETONS.mkdir(parents=True)
+    subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "kernel",
+         *RUNTIME_TESTS],
+        cwd=REPO, env={**os.environ, "EBPF_GEN_SKELETON_CACHE": str(SKELETONS)},
+        capture_output=True, check=False, stdin=subprocess.DEVNULL, timeout=600,
+    )
+
+
 def run_kernel(kernel: str, pytest_args: tuple[str, ...] = ()) -> KernelRun:
     """Boot `kernel` once, run the guest tier, and collect its results."""
     why = missing_host_tools()
@@ -142,12 +171,14 @@ def run_kernel(kernel: str, pytest_args: tuple[str, ...] = ()) -> KernelRun:
     from tests.vm.feature_probe import compile_all
 
     compile_all(out / "features-build")
+    prewarm_skeletons()
     guest_cmd = shlex.join(
         ["sh", str(REPO / "scripts/vm/guest.sh"), str(out), kernel, *pytest_args]
     )
     cmd = [
         find_vng(), "--disable-kvm", "--force-9p", "--run", str(vmlinuz),
-        "--memory", "2G", "--cpus", "2", "--rwdir", str(out), "--cwd", str(REPO),
+        "--memory", "2G", "--cpus", "2", "--rwdir", str(out), "--rwdir", str(SKELETONS),
+        "--cwd", str(REPO),
         "--exec", guest_cmd,
     ]
     start = time.monotonic()

@@ -115,14 +115,72 @@ def skeleton(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, str], M
 
     def build(name: str, source: str) -> ModuleType:
         if name not in built:
-            src = root / f"{name}.bpf.c"
-            src.write_text(source)
-            cmd = [sys.executable, "-m", "ebpf_gen.cli", str(src), "--output-dir",
-                   str(root / package), "--", "-I/usr/include/x86_64-linux-gnu"]
-            proc = subprocess.run(cmd, capture_output=True, text=True)
-            if proc.returncode != 0:
-                raise AssertionError(f"{' '.join(cmd)} failed:\n{proc.stdout}{proc.stderr}")
+            cached = _skeleton_cache_dir(name, source)
+            if cached is None or not cached.is_dir():
+                stage = root / f"stage-{name}"
+                stage.mkdir()
+                src = root / f"{name}.bpf.c"
+                src.write_text(source)
+                cmd = [sys.executable, "-m", "ebpf_gen.cli", str(src), "--output-dir",
+                       str(stage), "--", "-I/usr/include/x86_64-linux-gnu"]
+                proc = subprocess.run(cmd, capture_output=True, text=True)
+                if proc.returncode != 0:
+                    raise AssertionError(f"{' '.join(cmd)} failed:\n{proc.stdout}{proc.stderr}")
+                if cached is not None:
+                    _store_skeleton(stage, cached)
+            else:
+                stage = cached
+            for f in stage.iterdir():
+                shutil.copy2(f, root / package / f.name)
             built[name] = importlib.import_module(f"{package}.{name}")
         return built[name]
 
     return build
+
+
+# --- skeleton cache (VM tier) -----------------------------------------------------------
+# A skeleton (clang's objects + the generated module) doesn't depend on the running kernel,
+# and under software emulation one build costs ~25 s. So the VM tier points
+# EBPF_GEN_SKELETON_CACHE at a directory the host fills first (scripts/vmtest.py); the
+# guest then loads exactly what the host built. Unset (the host tier): always build.
+SKELETON_CACHE = os.environ.get("EBPF_GEN_SKELETON_CACHE", "")
+
+
+def _generator_fingerprint() -> str:
+    """Changes whenever anything that shapes a skeleton does: generator, templates, clang."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for top in ("gen", "templates"):
+        for f in sorted((REPO / top).rglob("*")):
+            if f.is_file() and f.suffix in (".py", ".j2", ".jinja", ".tmpl", ".txt"):
+                h.update(str(f.relative_to(REPO)).encode() + b"\0" + f.read_bytes())
+    clang = shutil.which("clang")
+    if clang:
+        st = Path(clang).resolve().stat()
+        h.update(f"{Path(clang).resolve()}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return h.hexdigest()
+
+
+_FINGERPRINT: list[str] = []
+
+
+def _skeleton_cache_dir(name: str, source: str) -> Path | None:
+    if not SKELETON_CACHE:
+        return None
+    import hashlib
+
+    if not _FINGERPRINT:
+        _FINGERPRINT.append(_generator_fingerprint())
+    key = hashlib.sha256(f"{_FINGERPRINT[0]}\0{name}\0{source}".encode()).hexdigest()[:24]
+    return Path(SKELETON_CACHE) / f"{name}-{key}"
+
+
+def _store_skeleton(stage: Path, cached: Path) -> None:
+    """Publish a fresh build; a read-only or racing cache just leaves it uncached."""
+    tmp = cached.with_name(f".{cached.name}.{os.getpid()}")
+    try:
+        shutil.copytree(stage, tmp)
+        tmp.rename(cached)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)

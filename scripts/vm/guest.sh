@@ -13,6 +13,8 @@ ulimit -l unlimited
 
 export EBPF_GEN_VM_KERNEL="$kernel"
 export PYTHONDONTWRITEBYTECODE=1
+# Skeletons the host built (scripts/vmtest.py prewarm_skeletons): no clang under emulation.
+export EBPF_GEN_SKELETON_CACHE="$PWD/.vm/skeletons"
 uname -r >"$out/uname"
 .venv/bin/python tests/vm/feature_probe.py "$out/features-build" >"$out/features.json" \
     2>"$out/features.err"

@@ -88,6 +88,12 @@ static long cb(__u32 i, void *c) { __sync_fetch_and_add(&hits, 1); return 0; }
 SEC("tracepoint/syscalls/sys_enter_getpid")
 int p(void *ctx) { bpf_loop(1, cb, 0, 0); return 0; }
 """),
+    # A kprobe attached through BPF_LINK_CREATE (a BPF link bpftool lists) rather than the
+    # perf event's PERF_EVENT_IOC_SET_BPF ioctl; libbpf picks whichever the kernel has.
+    "perf_link": ("5.15", """
+SEC("kprobe/__x64_sys_getpid")
+int p(void *ctx) { __sync_fetch_and_add(&hits, 1); return 0; }
+"""),
     "attach_cookie": ("5.15", """
 SEC("kprobe/__x64_sys_getpid")
 int p(void *ctx) { if (bpf_get_attach_cookie(ctx) == 0) __sync_fetch_and_add(&hits, 1);
@@ -138,6 +144,8 @@ def _libbpf() -> ctypes.CDLL:
     lib.bpf_program__attach.restype = vp
     lib.bpf_program__attach.argtypes = [vp]
     lib.bpf_link__destroy.argtypes = [vp]
+    lib.bpf_link__fd.argtypes = [vp]
+    lib.bpf_obj_get_info_by_fd.argtypes = [ctypes.c_int, vp, ctypes.POINTER(ctypes.c_uint32)]
     lib.libbpf_set_print.restype = vp
     lib.libbpf_set_print.argtypes = [vp]
     lib.libbpf_set_print(None)  # the one-line detail below says enough
@@ -167,10 +175,17 @@ def probe_one(lib: ctypes.CDLL, name: str, obj_path: Path) -> Probe:
             lib.bpf_map_lookup_elem(lib.bpf_map__fd(bss), ctypes.byref(key),
                                     ctypes.byref(value))
             hits = value.value
+            # A BPF link fd answers BPF_OBJ_GET_INFO_BY_FD; a perf event fd doesn't.
+            info = ctypes.create_string_buffer(64)
+            size = ctypes.c_uint32(len(info))
+            is_link = lib.bpf_obj_get_info_by_fd(lib.bpf_link__fd(link), info,
+                                                 ctypes.byref(size)) == 0
         finally:
             lib.bpf_link__destroy(link)
         if hits <= 0:
             return Probe(name, False, f"attached but never fired (hits={hits})")
+        if name == "perf_link" and not is_link:
+            return Probe(name, False, "fired, but attached by perf ioctl: no BPF link")
         return Probe(name, True, f"fired {hits}x")
     finally:
         lib.bpf_object__close(obj)

@@ -21,10 +21,12 @@ import os
 
 # Upstream introduction, for the reader: kprobe 4.1, perf_event_array 4.4, tracepoint 4.7,
 # raw_tp 4.17, ksyscall (libbpf, kprobe on __x64_sys_*) 4.17, tp_btf/fentry/vmlinux BTF 5.5,
-# ringbuf 5.8, attach_cookie 5.15, bpf_loop 5.17, kprobe_multi 5.18 (needs CONFIG_FPROBE,
+# ringbuf 5.8, attach_cookie 5.15, perf_link (kprobe/tracepoint as a BPF link) 5.15,
+# bpf_loop 5.17, kprobe_multi 5.18 (needs CONFIG_FPROBE,
 # which Debian enables only from trixie's 6.12).
 _ALL = ("tracepoint", "raw_tp", "tp_btf", "kprobe", "ksyscall", "kprobe_multi", "fentry",
-        "perf_event_array", "ringbuf", "bpf_loop", "attach_cookie", "vmlinux_btf")
+        "perf_event_array", "ringbuf", "bpf_loop", "attach_cookie", "perf_link",
+        "vmlinux_btf")
 
 
 def _without(*missing: str) -> dict[str, bool]:
@@ -33,8 +35,9 @@ def _without(*missing: str) -> dict[str, bool]:
 
 FEATURES: dict[str, dict[str, bool]] = {
     # bullseye linux-image-5.10.0-32-amd64: bpf_loop, attach_cookie -> load EINVAL
-    # (unknown helper); kprobe_multi -> attach EINVAL (unknown attach type).
-    "5.10": _without("kprobe_multi", "bpf_loop", "attach_cookie"),
+    # (unknown helper); kprobe_multi -> attach EINVAL (unknown attach type); perf_link ->
+    # libbpf falls back to the perf ioctl, so kprobes are no BPF links (bpftool perf, not link).
+    "5.10": _without("kprobe_multi", "bpf_loop", "attach_cookie", "perf_link"),
     # bookworm linux-image-6.1.0-50-amd64: CONFIG_FPROBE off -> kprobe_multi EOPNOTSUPP.
     "6.1": _without("kprobe_multi"),
     # trixie linux-image-6.12.117+deb13-amd64: everything probed.
