@@ -3,6 +3,9 @@
 Types refer to each other by type id (an index into ``Spec.types``), not by object: BTF
 graphs have cycles (a struct holding a pointer to itself) and ids keep the model flat,
 hashable and cheap to build for vmlinux's ~130k types. Id 0 is ``Void``.
+
+``kind`` is a class attribute where a class stands for one kind, and a field only where it
+stands for several (``Enum``, ``Qualifier``): one slot less to fill for each of those objects.
 """
 
 from __future__ import annotations
