@@ -20,7 +20,7 @@ from pathlib import Path
 
 from .compile import BYTEORDER, TARGETS, compile_bpf, tool_version
 from .errors import ConfigError, LayoutError, OutputError
-from .model import Diagnostic, ObjectModel
+from .model import Diagnostic, ObjectModel, no_source_diagnostics
 
 _PKG = __name__.rpartition(".")[0]
 _SUFFIX = {"little": "bpfel", "big": "bpfeb"}
@@ -110,9 +110,6 @@ def build_from_object(path: Path, opts: Options) -> Result:
         data = path.read_bytes()
     except OSError as e:
         raise OutputError(f"cannot read: {e.strerror}", where=str(path)) from e
-    # Without the source nothing can say what the event maps carry (source.py).
-    from .source import no_source_diagnostics
-
     model = _with_diagnostics(model, no_source_diagnostics(model, display_path(path)))
     return _render(stem, model, {model.btf.byteorder: data}, None, opts, (path.resolve(),))
 

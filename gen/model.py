@@ -64,6 +64,10 @@ class Diagnostic:
         return f"{loc}: {self.severity}: {self.message}"
 
 
+# Map types whose values are records streamed to user space (their "event type").
+EVENT_MAP_TYPES = ("PERF_EVENT_ARRAY", "RINGBUF")
+
+
 @dataclass(frozen=True)
 class ObjectModel:
     btf: Spec
@@ -74,3 +78,15 @@ class ObjectModel:
     # value: "file:line" of the definition, shown in the generated class docstring.
     source_types: dict[int, str] = field(default_factory=dict)
     diagnostics: tuple[Diagnostic, ...] = ()
+
+
+def no_source_diagnostics(model: ObjectModel, object_path: str) -> tuple[Diagnostic, ...]:
+    """Without the C source (``--object``), event maps cannot be typed: say so per map."""
+    return tuple(
+        Diagnostic(object_path, 0, 0, "warning",
+                   f"map '{m.name}' ({m.map_type_name}): its event type cannot be inferred "
+                   "without the C source, so its events are read as bytes; generate from the "
+                   "C source to type its events")
+        for m in model.maps
+        if m.map_type_name in EVENT_MAP_TYPES and m.event_type is None
+    )

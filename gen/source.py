@@ -43,11 +43,10 @@ from .btf.types import (
     Union_,
 )
 from .errors import SourceError
-from .model import Diagnostic, MapDef, ObjectModel
+from .model import EVENT_MAP_TYPES, Diagnostic, MapDef, ObjectModel
 
-__all__ = ["EVENT_MAP_TYPES", "analyze", "no_source_diagnostics", "synthesize"]
+__all__ = ["analyze", "synthesize"]
 
-EVENT_MAP_TYPES = ("PERF_EVENT_ARRAY", "RINGBUF")
 
 # The flags bpf2go-style compiles use; the parse must see the same macros and headers or
 # a struct's layout (and which #if branch defines it) could differ from the object's.
@@ -931,18 +930,6 @@ def synthesize(source: Path, cflags: Sequence[str], btf: Spec, name: str) -> tup
     else:
         tid = builder.type_id(decl.type, str(decl.loc))
     return builder.spec(), tid
-
-
-def no_source_diagnostics(model: ObjectModel, object_path: str) -> tuple[Diagnostic, ...]:
-    """Without the C source (``--object``), event maps cannot be typed: say so per map."""
-    return tuple(
-        Diagnostic(object_path, 0, 0, "warning",
-                   f"map '{m.name}' ({m.map_type_name}): its event type cannot be inferred "
-                   "without the C source, so its events are read as bytes; generate from the "
-                   "C source to type its events")
-        for m in model.maps
-        if m.map_type_name in EVENT_MAP_TYPES and m.event_type is None
-    )
 
 
 def _bare(name: str) -> str:

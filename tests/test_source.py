@@ -30,9 +30,9 @@ from ebpf_gen.btf.types import (
     Union_,
 )
 from ebpf_gen.errors import GenError, SourceError
-from ebpf_gen.model import ObjectModel
+from ebpf_gen.model import ObjectModel, no_source_diagnostics
 from ebpf_gen.objspec import read_object
-from ebpf_gen.source import analyze, no_source_diagnostics, parse, synthesize
+from ebpf_gen.source import analyze, parse, synthesize
 
 from .conftest import REPO, compile_bpf
 
