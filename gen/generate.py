@@ -2,7 +2,7 @@
 
 Outputs are built in memory first and written all at once (temp files in the output dir,
 fsync, then os.replace), so a failure anywhere leaves existing outputs as they were.
-Heavy imports (pyelftools, jinja2, libclang) happen inside the functions that need them:
+Heavy imports (jinja2, libclang) happen inside the functions that need them:
 ``ebpf-gen generate`` with nothing to do must stay well under a second.
 """
 
