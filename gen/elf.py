@@ -83,15 +83,24 @@ class ElfObject:
         return None
 
 
+def read_bytes(path: Path) -> bytes:
+    """The bytes of an object file; unreadable input is an ElfError naming ``path``."""
+    try:
+        return path.read_bytes()
+    except IsADirectoryError as e:
+        raise ElfError("is a directory, not an ELF object", where=str(path)) from e
+    except OSError as e:
+        raise ElfError(f"cannot read: {e.strerror}", where=str(path)) from e
+
+
 def read_elf(path: Path) -> ElfObject:
     """Read a BPF ELF object. Raises ElfError/BTFError naming ``path``."""
-    where = str(path)
-    try:
-        data = path.read_bytes()
-    except IsADirectoryError as e:
-        raise ElfError("is a directory, not an ELF object", where=where) from e
-    except OSError as e:
-        raise ElfError(f"cannot read: {e.strerror}", where=where) from e
+    return parse_elf(read_bytes(path), str(path))
+
+
+def parse_elf(data: bytes, where: str) -> ElfObject:
+    """Parse the bytes of a BPF ELF object; errors name ``where`` (a path, or what the
+    reader knows the object as: a temporary compile output is named after its source)."""
     if data[:4] != b"\x7fELF":
         raise ElfError("not an ELF file", where=where)
     try:

@@ -69,7 +69,8 @@ def display_path(path: Path) -> str:
 
 
 def build_from_source(source: Path, opts: Options) -> Result:
-    from .objspec import read_object
+    from .elf import read_bytes
+    from .objspec import object_model
 
     stem = check_stem(opts.stem or default_stem(source))
     if not opts.targets:
@@ -92,8 +93,10 @@ def build_from_source(source: Path, opts: Options) -> Result:
                 cflags=opts.cflags,
             )
             inputs = result.inputs
-            models[BYTEORDER[target]] = read_object(out)
-            objects[BYTEORDER[target]] = out.read_bytes()
+            data = read_bytes(out)
+            # Named after the source: the temporary object is gone when the user reads it
+            models[BYTEORDER[target]] = object_model(data, f"{source} ({target})")
+            objects[BYTEORDER[target]] = data
     if len(models) == 2:
         check_same_layout(models["little"], models["big"], where=str(source))
     primary = models.get("little") or models["big"]
@@ -102,14 +105,12 @@ def build_from_source(source: Path, opts: Options) -> Result:
 
 
 def build_from_object(path: Path, opts: Options) -> Result:
-    from .objspec import read_object
+    from .elf import read_bytes
+    from .objspec import object_model
 
     stem = check_stem(opts.stem or default_stem(path))
-    model = read_object(path)
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise OutputError(f"cannot read: {e.strerror}", where=str(path)) from e
+    data = read_bytes(path)
+    model = object_model(data, str(path))
     model = _with_diagnostics(model, no_source_diagnostics(model, display_path(path)))
     return _render(stem, model, {model.btf.byteorder: data}, None, opts, (path.resolve(),))
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .btf.decode import decode_btf
 from .btf.types import Array, DataSec, FuncProto, Kind, Ptr, Spec, Struct, Var
-from .elf import ElfObject, exposed, fixup_btf, read_elf
+from .elf import ElfObject, exposed, fixup_btf, parse_elf, read_bytes
 from .errors import BTFError, ElfError
 from .model import MapDef, ObjectModel, ProgramDef, VariableDef
 
@@ -60,8 +60,13 @@ _IGNORED_MEMBERS = ("numa_node", "map_extra")
 
 def read_object(path: Path) -> ObjectModel:
     """Read a compiled BPF object into the generator's model. Raises GenError naming ``path``."""
-    obj = read_elf(path)
-    spec = decode_btf(obj.btf, where=f"{path}: .BTF")
+    return object_model(read_bytes(path), str(path))
+
+
+def object_model(data: bytes, where: str) -> ObjectModel:
+    """The model of an object already in memory; errors name ``where``."""
+    obj = parse_elf(data, where)
+    spec = decode_btf(obj.btf, where=f"{where}: .BTF")
     return model_from(obj, spec)
 
 

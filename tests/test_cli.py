@@ -156,6 +156,14 @@ def test_clang_missing(project: Path) -> None:
     assert_failed(proc, "src/hello.bpf.c: /nonexistent/clang: command not found", project)
 
 
+def test_source_without_btf_names_the_source(project: Path) -> None:
+    # An empty program compiles to an object with no .BTF; the message must name the source
+    # and byte order, not the temporary object that is gone by the time it is read.
+    (project / "src" / "hello.bpf.c").write_text("")
+    proc = run("src/hello.bpf.c", cwd=project)
+    assert_failed(proc, "src/hello.bpf.c (bpfel): no .BTF section", project)
+
+
 def test_clang_failing_shows_its_diagnostic(project: Path) -> None:
     (project / "src" / "hello.bpf.c").write_text(HELLO.replace("return 0;\n}", "return x;\n}"))
     proc = run("src/hello.bpf.c", "--", INC, cwd=project)
