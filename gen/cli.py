@@ -156,6 +156,15 @@ def _run_single(args: argparse.Namespace, extra: list[str]) -> int:
         command += ["--type", t]
     if args.all_types:
         command.append("--all-types")
+    # Everything else that changes the outputs, so that the line reproduces them
+    if args.target != "bpfel,bpfeb":
+        command += ["--target", args.target]
+    if args.cc != "clang":
+        command += ["--cc", args.cc]
+    if not args.strip:
+        command.append("--no-strip")
+    if args.cflags:
+        command += ["--cflags", args.cflags]
     if extra:
         command += ["--", *extra]
     opts = Options(

@@ -164,6 +164,14 @@ def test_source_without_btf_names_the_source(project: Path) -> None:
     assert_failed(proc, "src/hello.bpf.c (bpfel): no .BTF section", project)
 
 
+def test_regenerate_line_carries_the_options(project: Path) -> None:
+    proc = run("src/hello.bpf.c", "--target", "bpfel", "--cflags", f"{INC} -DX=1", cwd=project)
+    assert proc.returncode == 0, proc.stderr
+    text = " ".join((project / "generated" / "hello.py").read_text().split())  # unwrapped
+    assert (f"ebpf-gen src/hello.bpf.c --output-dir generated --target bpfel --cflags "
+            f"'{INC} -DX=1'") in text
+
+
 def test_clang_failing_shows_its_diagnostic(project: Path) -> None:
     (project / "src" / "hello.bpf.c").write_text(HELLO.replace("return 0;\n}", "return x;\n}"))
     proc = run("src/hello.bpf.c", "--", INC, cwd=project)
