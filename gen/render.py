@@ -7,7 +7,7 @@ Everything the template prints arrives precomputed here: names from ``naming``, 
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -123,7 +123,10 @@ def module_context(
         "classes": classes,
         "c_types": c_types,
         "maps": maps,
-        "programs": [f"{naming.attribute_name(p.name)}: Program" for p in model.programs],
+        "programs": [
+            f"{attr}: Program"
+            for attr in _attributes((p.name for p in model.programs), "program", "programs")
+        ],
         "variables": variables,
         "object_spec": obj,
     }
@@ -286,10 +289,26 @@ def _map_ref(fmt: Formatter, type_id: int | None, where: str) -> CRef | None:
         raise e.within(where) from e
 
 
+def _attributes(c_names: Iterable[str], what: str, plural: str) -> list[str]:
+    """The Maps/Programs attribute of each C name. The runtime finds an attribute from the
+    C name by the escaping rule alone, so two names escaping alike (``print`` and
+    ``print_``) would leave one of them unreachable: that is an error, not a renumbering."""
+    table = naming.NameTable()
+    return [
+        table.claim(
+            naming.attribute_name(name),
+            what=f"{what} {name}",
+            hint=f"two {plural} escape to the same Python name; rename one in C",
+        )
+        for name in c_names
+    ]
+
+
 def _maps(fmt: Formatter, model: ObjectModel, used: set[str]) -> tuple[list[str], list[Node]]:
     annotations: list[str] = []
     specs: list[Node] = []
-    for m in model.maps:
+    attrs = _attributes((m.name for m in model.maps), "map", "maps")
+    for m, attr in zip(model.maps, attrs, strict=True):
         where = f"map {m.name}"
         kind = _map_kind(m)
         handle = _HANDLES.get(kind, "Map")
@@ -303,7 +322,7 @@ def _maps(fmt: Formatter, model: ObjectModel, used: set[str]) -> tuple[list[str]
             ann = f"{handle}[{hint(event)}]"
         else:
             ann = handle
-        annotations.append(f"{naming.attribute_name(m.name)}: {ann}")
+        annotations.append(f"{attr}: {ann}")
         args = (
             _lit(m.name),
             Atom(f"MapKind.{kind}"),

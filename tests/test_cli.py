@@ -172,6 +172,30 @@ def test_regenerate_line_carries_the_options(project: Path) -> None:
             f"'{INC} -DX=1'") in text
 
 
+CLASH = """\
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+struct { __uint(type, BPF_MAP_TYPE_ARRAY); __uint(max_entries, 1);
+         __type(key, __u32); __type(value, __u32); } print SEC(".maps");
+struct { __uint(type, BPF_MAP_TYPE_ARRAY); __uint(max_entries, 1);
+         __type(key, __u32); __type(value, __u64); } %s SEC(".maps");
+SEC("tracepoint/syscalls/sys_enter_execve") int list(void *ctx) { return 0; }
+SEC("tracepoint/syscalls/sys_enter_execve") int %s(void *ctx) { return 0; }
+char LICENSE[] SEC("license") = "GPL";
+"""
+
+
+@pytest.mark.parametrize(("map2", "prog2", "message"), [
+    ("print_", "other", "map print_: Python name 'print_' is already used (two maps"),
+    ("other", "list_", "program list_: Python name 'list_' is already used (two programs"),
+])
+def test_names_escaping_alike_fail(project: Path, map2: str, prog2: str, message: str) -> None:
+    # `print` escapes to `print_`; a second `print_` would hide it from the runtime
+    (project / "src" / "hello.bpf.c").write_text(CLASH % (map2, prog2))
+    proc = run("src/hello.bpf.c", "--", INC, cwd=project)
+    assert_failed(proc, message, project)
+
+
 def test_clang_failing_shows_its_diagnostic(project: Path) -> None:
     (project / "src" / "hello.bpf.c").write_text(HELLO.replace("return 0;\n}", "return x;\n}"))
     proc = run("src/hello.bpf.c", "--", INC, cwd=project)
