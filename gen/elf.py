@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .btf.types import DataSec, Linkage, Spec, Type, Var
+from .btf.wire import byteorder_of
 from .errors import BTFError, ElfError
 
 EM_BPF = 247
@@ -38,7 +39,6 @@ _VISIBILITIES = ("STV_DEFAULT", "STV_INTERNAL", "STV_HIDDEN", "STV_PROTECTED")
 _SHT_SYMTAB = 2
 _SHN_LORESERVE = 0xFF00  # st_shndx at or past this is UNDEF-like (ABS, COMMON, XINDEX)
 _SHN_XINDEX = 0xFFFF
-_BTF_MAGIC = 0xEB9F
 # Sections whose DATASEC describes externs, resolved by libbpf from the kernel: no ELF section
 _EXTERN_SECTIONS = (".kconfig", ".ksyms")
 
@@ -209,25 +209,13 @@ def _parse(data: bytes, where: str) -> ElfObject:
             )
     if btf is None:
         raise BTFError("no .BTF section (compile with clang -g)", where=where)
-    if len(btf) < 2:
-        raise BTFError(f"truncated .BTF: {len(btf)} bytes", where=f"{where}: .BTF")
-    magic_order = _magic_order(btf)
-    if magic_order is None:
-        raise BTFError(f"bad magic 0x{btf[0]:02x}{btf[1]:02x}", where=f"{where}: .BTF")
+    magic_order = byteorder_of(btf, where=f"{where}: .BTF")
     if magic_order != byteorder:
         raise BTFError(
             f"byte order {magic_order}-endian disagrees with the ELF header ({byteorder}-endian)",
             where=f"{where}: .BTF",
         )
     return ElfObject(where, byteorder, tuple(sections), tuple(symbols), btf)
-
-
-def _magic_order(btf: bytes) -> str | None:
-    if int.from_bytes(btf[:2], "little") == _BTF_MAGIC:
-        return "little"
-    if int.from_bytes(btf[:2], "big") == _BTF_MAGIC:
-        return "big"
-    return None
 
 
 def _var_symbol(obj: ElfObject, name: str) -> Symbol | None:
