@@ -280,8 +280,11 @@ def _generator_fingerprint(strip: str | None, cc: str) -> str:
         roots.extend(Path(p) for p in spec.submodule_search_locations)
     for root in roots:
         for f in sorted(root.rglob("*")):
-            if f.suffix in (".py", ".j2") and "runtime" not in f.parts and f.is_file():
-                h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes())
+            # The runtime does not shape outputs; parts below the root, so a checkout under
+            # a directory called "runtime" still counts its generator code
+            rel = f.relative_to(root)
+            if f.suffix in (".py", ".j2") and "runtime" not in rel.parts and f.is_file():
+                h.update(rel.as_posix().encode() + b"\0" + f.read_bytes())
     h.update(tool_version(cc).encode())
     if strip:
         h.update(tool_version(strip).encode())
