@@ -197,6 +197,7 @@ def _run_generate(argv: list[str]) -> int:
         Options,
         build_from_source,
         changed_files,
+        default_stem,
         record,
         up_to_date,
         write_outputs,
@@ -221,8 +222,6 @@ def _run_generate(argv: list[str]) -> int:
             cflags=(*config.cflags, *src.cflags),
             command=f"{PROG} generate",
         )
-        from .generate import default_stem
-
         stem = src.stem or default_stem(src.path)
         if not args.force and up_to_date(Path("."), src.path, stem, opts):
             continue

@@ -138,7 +138,7 @@ def compile_bpf(
 
 
 def tool_version(tool: str) -> str:
-    """First line of ``tool --version``, or "" when it cannot run (the compile will say why)."""
+    """What ``tool --version`` prints, or "" when it cannot run (the compile will say why)."""
     try:
         proc = subprocess.run(
             [tool, "--version"], stdin=subprocess.DEVNULL, capture_output=True, text=True

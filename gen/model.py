@@ -26,7 +26,7 @@ class MapDef:
     inner: MapDef | None = None  # array/hash of maps: the __array(values, ...) template
     pinning: int = 0
     # The type of the records a PERF_EVENT_ARRAY / RINGBUF carries, inferred from the C
-    # source (or given with --type-of); None when unknown (events read as bytes).
+    # source; None when unknown (events read as bytes).
     event_type: int | None = None
 
 
