@@ -61,7 +61,6 @@ _QUALIFIER_KINDS = {
 }
 
 
-
 class _BadName(Exception):
     def __init__(self, name_off: int) -> None:
         super().__init__(name_off)
@@ -103,14 +102,13 @@ def _string_table(data: bytes, start: int, length: int, where: str) -> _Names:
         # BTF offsets count bytes; for ASCII, characters and bytes coincide.
         table = raw.decode("ascii")
         pieces = table.split("\0")
+        lens = list(map(len, pieces))
     else:
         table = raw
         bpieces = raw.split(b"\0")
         pieces = [p.decode("utf-8", "replace") for p in bpieces]
         lens = list(map(len, bpieces))
     names = _Names(table)
-    if isinstance(table, str):
-        lens = list(map(len, pieces))
     starts = accumulate(map((1).__add__, lens), initial=0)
     names.update(zip(starts, pieces, strict=False))  # starts runs one past the last string
     return names
