@@ -511,9 +511,7 @@ class _EventMap(Map, Generic[E]):
         if self._reader is not None:
             self._reader.close()
             self._reader = None
-        base_close = getattr(super(), "close", None)
-        if base_close is not None:
-            base_close()
+        super().close()
 
 
 class PerfEventArray(_EventMap[E]):
