@@ -104,7 +104,8 @@ def module_context(
     c_types = _c_types(fmt, coll)
     maps, map_specs = _maps(fmt, model, used)
     variables, var_specs = _variables(fmt, model, used)
-    programs = _programs(model)
+    program_attrs = _attributes((p.name for p in model.programs), "program", "programs")
+    programs = _programs(model, program_attrs)
     if map_specs:
         used |= {"MapSpec", "MapKind"}
     if programs:
@@ -123,10 +124,7 @@ def module_context(
         "classes": classes,
         "c_types": c_types,
         "maps": maps,
-        "programs": [
-            f"{attr}: Program"
-            for attr in _attributes((p.name for p in model.programs), "program", "programs")
-        ],
+        "programs": [f"{attr}: Program" for attr in program_attrs],
         "variables": variables,
         "object_spec": obj,
     }
@@ -290,9 +288,10 @@ def _map_ref(fmt: Formatter, type_id: int | None, where: str) -> CRef | None:
 
 
 def _attributes(c_names: Iterable[str], what: str, plural: str) -> list[str]:
-    """The Maps/Programs attribute of each C name. The runtime finds an attribute from the
-    C name by the escaping rule alone, so two names escaping alike (``print`` and
-    ``print_``) would leave one of them unreachable: that is an error, not a renumbering."""
+    """The Maps/Programs attribute of each C name (written into its spec as ``attr`` when it
+    differs). Users find an attribute from the C name by the escaping rule alone, so two
+    names escaping alike (``print`` and ``print_``) are an error, not a renumbering that
+    would make ``print_`` mean another map than the one named so in C."""
     table = naming.NameTable()
     return [
         table.claim(
@@ -331,6 +330,7 @@ def _maps(fmt: Formatter, model: ObjectModel, used: set[str]) -> tuple[list[str]
             Atom(f"event={expr(event) if event else None}"),
             Atom(f"max_entries={m.max_entries}"),
             Atom(f"flags={m.flags}"),
+            *_attr_arg(m.name, attr),
         )
         specs.append(Group("MapSpec(", args, ")", call=True))
     return annotations, specs
@@ -374,16 +374,21 @@ def _variables(fmt: Formatter, model: ObjectModel, used: set[str]) -> tuple[list
     return attrs, specs
 
 
-def _programs(model: ObjectModel) -> list[Node]:
+def _programs(model: ObjectModel, attrs: list[str]) -> list[Node]:
     return [
         Group(
             "ProgramSpec(",
-            (_lit(p.name), Atom(f"section={naming.py_str(p.section)}")),
+            (_lit(p.name), Atom(f"section={naming.py_str(p.section)}"), *_attr_arg(p.name, attr)),
             ")",
             call=True,
         )
-        for p in model.programs
+        for p, attr in zip(model.programs, attrs, strict=True)
     ]
+
+
+def _attr_arg(c_name: str, attr: str) -> tuple[Atom, ...]:
+    # Only where the attribute differs, so that most specs read as before
+    return () if attr == c_name else (Atom(f"attr={naming.py_str(attr)}"),)
 
 
 def _object_spec(

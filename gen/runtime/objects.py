@@ -411,16 +411,6 @@ class OpenObject(Generic[T]):
         self.close()
 
 
-def _attribute(cls: type[Any], c_name: str) -> str:
-    """The attribute the generator chose for ``c_name`` (keywords/builtins get a ``_``)."""
-    hints: dict[str, Any] = {}
-    for klass in reversed(cls.__mro__):
-        hints.update(getattr(klass, "__annotations__", {}))
-    if c_name in hints or c_name + "_" not in hints:
-        return c_name
-    return c_name + "_"
-
-
 def _populate(objects: ObjectsBase, spec: ObjectSpec[Any], obj: int) -> None:
     lib = libbpf.lib()
     maps = spec.maps_class()
@@ -436,7 +426,7 @@ def _populate(objects: ObjectsBase, spec: ObjectSpec[Any], obj: int) -> None:
             mspec = _with_max_entries(mspec, n)
         handle = map_class(mspec.kind)(mspec, fd, objects)
         objects._handles.append(handle)
-        setattr(maps, _attribute(spec.maps_class, mspec.name), handle)
+        setattr(maps, mspec.attribute, handle)
     programs = spec.programs_class()
     for pspec in spec.programs:
         ptr = lib.bpf_object__find_program_by_name(obj, pspec.name.encode())
@@ -446,7 +436,7 @@ def _populate(objects: ObjectsBase, spec: ObjectSpec[Any], obj: int) -> None:
             pspec.name, pspec.section, int(lib.bpf_program__fd(ptr)), ptr=int(ptr), owner=objects
         )
         objects._programs.append(program)
-        setattr(programs, _attribute(spec.programs_class, pspec.name), program)
+        setattr(programs, pspec.attribute, program)
     sections: dict[str, Section] = {}
     for section in sorted({v.section for v in spec.variables}):
         ptr = lib.bpf_object__find_map_by_name(obj, section.encode())

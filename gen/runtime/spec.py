@@ -112,8 +112,31 @@ def _rebuild(cls: type[_F], values: tuple[object, ...]) -> _F:
     return obj
 
 
-class MapSpec(_Frozen):
-    _FIELDS = ("name", "kind", "key", "value", "event", "max_entries", "flags")
+class _Named(_Frozen):
+    """A spec whose handle sits on a generated class under ``attribute``.
+
+    The generator decides the attribute (``gen/naming.py``: keywords, builtins and names that
+    are not identifiers are rewritten) and writes it as ``attr`` only when it differs from
+    the C name; the runtime never re-derives it.
+    """
+
+    __slots__ = ()
+    name: str
+    attr: str | None  # None: the attribute is ``name`` itself
+
+    @property
+    def attribute(self) -> str:
+        """The attribute of the generated Maps/Programs class holding this handle."""
+        return self.name if self.attr is None else self.attr
+
+
+def _attr(name: str, attr: str | None) -> str | None:
+    # One spelling per meaning, so that MapSpec("x", attr="x") == MapSpec("x")
+    return None if attr == name else attr
+
+
+class MapSpec(_Named):
+    _FIELDS = ("name", "kind", "key", "value", "event", "max_entries", "flags", "attr")
     __slots__ = _FIELDS
     name: str
     kind: MapKind
@@ -132,6 +155,7 @@ class MapSpec(_Frozen):
         event: CType | None = None,
         max_entries: int = 0,
         flags: int = 0,
+        attr: str | None = None,
     ) -> None:
         self._init(
             name=name,
@@ -141,20 +165,23 @@ class MapSpec(_Frozen):
             event=event,
             max_entries=max_entries,
             flags=flags,
+            attr=_attr(name, attr),
         )
 
 
-class ProgramSpec(_Frozen):
-    _FIELDS = ("name", "section")
+class ProgramSpec(_Named):
+    _FIELDS = ("name", "section", "attr")
     __slots__ = _FIELDS
     name: str  # C function name
     section: str  # ELF section, e.g. "tracepoint/syscalls/sys_enter_getppid"
 
-    def __init__(self, name: str, section: str) -> None:
-        self._init(name=name, section=section)
+    def __init__(self, name: str, section: str, attr: str | None = None) -> None:
+        self._init(name=name, section=section, attr=_attr(name, attr))
 
 
 class VariableSpec(_Frozen):
+    # No attr: a Variable descriptor in the generated class body names its C variable, so the
+    # attribute is wherever the generator put the descriptor.
     _FIELDS = ("name", "section", "offset", "type")
     __slots__ = _FIELDS
     name: str

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0
-/* Golden snippet: fields and globals named like Python keywords or builtins. */
+/* Golden snippet: fields, globals, maps and programs named like Python keywords or builtins. */
 #include "golden.h"
 
 /* BEGIN TYPES */
@@ -18,3 +18,17 @@ struct py_words {
 struct py_words g_words;
 int class;
 int print;
+
+/* Maps and programs escape too; their specs carry the attribute (attr="lambda_"). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} lambda SEC(".maps");
+
+SEC("tracepoint/syscalls/sys_enter_getppid")
+int type(void *ctx)
+{
+	return 0;
+}

@@ -12,12 +12,17 @@ import ctypes
 from collections.abc import Mapping
 
 from ebpf_gen.runtime import (
+    ArrayMap,
+    MapKind,
     MapsBase,
+    MapSpec,
     ObjectFile,
     ObjectsBase,
     ObjectSpec,
     OpenObject,
+    Program,
     ProgramsBase,
+    ProgramSpec,
     Variable,
     VariablesBase,
     VariableSpec,
@@ -55,15 +60,15 @@ check_layout(
     },
 )
 
-C_TYPES: dict[str, type] = {"struct py_words": PyWords}
+C_TYPES: dict[str, type] = {"__u32": ctypes.c_uint32, "struct py_words": PyWords}
 
 
 class Maps(MapsBase):
-    pass
+    lambda_: ArrayMap[int, int]
 
 
 class Programs(ProgramsBase):
-    pass
+    type_: Program
 
 
 class Variables(VariablesBase):
@@ -87,8 +92,19 @@ OBJECT: ObjectSpec[Objects] = ObjectSpec(
             sha256="<digest>",
         ),
     },
-    maps=(),
-    programs=(),
+    maps=(
+        MapSpec(
+            "lambda",
+            MapKind.ARRAY,
+            key=ctypes.c_uint32,
+            value=ctypes.c_uint32,
+            event=None,
+            max_entries=1,
+            flags=0,
+            attr="lambda_",
+        ),
+    ),
+    programs=(ProgramSpec("type", section="tracepoint/syscalls/sys_enter_getppid", attr="type_"),),
     variables=(
         VariableSpec("g_words", section=".bss", offset=0, type=PyWords),
         VariableSpec("class", section=".bss", offset=32, type=ctypes.c_int32),
