@@ -135,7 +135,7 @@ def _render(
     opts: Options,
     inputs: tuple[Path, ...],
 ) -> Result:
-    from .render import render_module
+    from .render import module_context, render_module
 
     files: dict[str, bytes] = {}
     names: dict[str, tuple[str, str]] = {}
@@ -144,7 +144,7 @@ def _render(
             name = f"{stem}_{_SUFFIX[order]}.o"
             files[name] = objects[order]
             names[order] = (name, hashlib.sha256(objects[order]).hexdigest())
-    text = render_module(
+    context = module_context(
         model,
         stem=stem,
         source=source,
@@ -153,6 +153,7 @@ def _render(
         types=opts.types,
         all_types=opts.all_types,
     )
+    text = render_module(context)
     files[f"{stem}.py"] = text.encode()
     return Result(stem, files, model.diagnostics, inputs)
 

@@ -46,26 +46,9 @@ def environment() -> jinja2.Environment:
     )
 
 
-def render_module(
-    model: ObjectModel,
-    *,
-    stem: str,
-    source: str | None,
-    command: str,
-    objects: Mapping[str, tuple[str, str]],
-    types: Sequence[str] = (),
-    all_types: bool = False,
-) -> str:
-    ctx = module_context(
-        model,
-        stem=stem,
-        source=source,
-        command=command,
-        objects=objects,
-        types=types,
-        all_types=all_types,
-    )
-    return environment().get_template("module.py.j2").render(**ctx)
+def render_module(context: Mapping[str, Any]) -> str:
+    """The module text for ``module_context(...)``."""
+    return environment().get_template("module.py.j2").render(**context)
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from ebpf_gen.btf.types import (
 from ebpf_gen.ctypes_fmt import ArrayOf, ClassRef, Formatter, Scalar
 from ebpf_gen.errors import GenError, LayoutError
 from ebpf_gen.model import MapDef, ObjectModel, VariableDef
-from ebpf_gen.render import render_module
+from ebpf_gen.render import module_context, render_module
 
 U8 = Int(1, "unsigned char", 1, IntEncoding.NONE, 0, 8)
 U32 = Int(2, "unsigned int", 4, IntEncoding.NONE, 0, 32)
@@ -180,7 +180,7 @@ def hostile_model() -> ObjectModel:
 
 
 def render(model: ObjectModel, **kw: Any) -> str:
-    return render_module(
+    context = module_context(
         model,
         stem="hostile",
         source='src/"""evil""".bpf.c',
@@ -188,6 +188,7 @@ def render(model: ObjectModel, **kw: Any) -> str:
         objects={"little": ("hostile_bpfel.o", "0" * 64)},
         **kw,
     )
+    return render_module(context)
 
 
 def test_hostile_names_stay_data(tmp_path: Path) -> None:
