@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from .btf.types import DataSec, Linkage, Spec, Type, Var
@@ -81,6 +83,18 @@ class ElfObject:
             if s.name == name:
                 return s
         return None
+
+    @cached_property
+    def var_symbols(self) -> Mapping[str, Symbol]:
+        """libbpf's find_elf_var_sym as an index: global or weak data objects by name.
+
+        Built once, since every global VAR of every DATASEC looks itself up here.
+        """
+        index: dict[str, Symbol] = {}
+        for sym in self.symbols:
+            if sym.type == "STT_OBJECT" and sym.bind in ("STB_GLOBAL", "STB_WEAK"):
+                index.setdefault(sym.name, sym)  # the first, as libbpf's scan finds it
+        return index
 
 
 def read_bytes(path: Path) -> bytes:
@@ -218,14 +232,6 @@ def _parse(data: bytes, where: str) -> ElfObject:
     return ElfObject(where, byteorder, tuple(sections), tuple(symbols), btf)
 
 
-def _var_symbol(obj: ElfObject, name: str) -> Symbol | None:
-    # libbpf's find_elf_var_sym: a global or weak data object of that name
-    for sym in obj.symbols:
-        if sym.type == "STT_OBJECT" and sym.bind in ("STB_GLOBAL", "STB_WEAK") and sym.name == name:
-            return sym
-    return None
-
-
 def exposed(spec: Spec, obj: ElfObject, var_id: int) -> bool:
     """Whether a DATASEC VAR is visible to user space: global linkage, default visibility.
 
@@ -235,7 +241,7 @@ def exposed(spec: Spec, obj: ElfObject, var_id: int) -> bool:
     var = spec[var_id]
     if not isinstance(var, Var) or var.linkage != Linkage.GLOBAL:
         return False
-    sym = _var_symbol(obj, var.name)
+    sym = obj.var_symbols.get(var.name)
     return sym is not None and sym.visibility not in ("STV_HIDDEN", "STV_INTERNAL")
 
 
@@ -264,7 +270,7 @@ def fixup_btf(spec: Spec, obj: ElfObject) -> Spec:
                 raise BTFError(f"entry #{i} (type id {vsi.type}) is not a VAR", where=where)
             offset = vsi.offset
             if fix_offsets and var.linkage == Linkage.GLOBAL:
-                sym = _var_symbol(obj, var.name)
+                sym = obj.var_symbols.get(var.name)
                 if sym is None:
                     raise BTFError(f"no ELF symbol for VAR '{var.name}'", where=where)
                 offset = sym.value
