@@ -376,16 +376,25 @@ class HashMap(Map, Generic[K, V]):
         return _ValuesView(self)
 
 
-class ArrayMap(HashMap[K, V]):
-    """ARRAY: keys 0..max_entries-1 always exist; ``del`` is refused, clear() zeroes."""
+class _ArrayKeys(Generic[K]):
+    """Keys of an array map: every index 0..max_entries-1, set or not, without a bpf() call.
 
+    A mixin placed before the map class, so that its ``__len__``/``__iter__`` win.
+    """
+
+    __slots__ = ()
     _index_keys = True
+    max_entries: int
 
     def __len__(self) -> int:
         return self.max_entries
 
     def __iter__(self) -> Iterator[K]:
         return iter(range(self.max_entries))  # type: ignore[arg-type]
+
+
+class ArrayMap(_ArrayKeys[K], HashMap[K, V]):
+    """ARRAY: keys 0..max_entries-1 always exist; ``del`` is refused, clear() zeroes."""
 
 
 class PerCPUHashMap(Map, Generic[K, V]):
@@ -447,16 +456,8 @@ class PerCPUHashMap(Map, Generic[K, V]):
         return _ValuesView(self)
 
 
-class PerCPUArrayMap(PerCPUHashMap[K, V]):
+class PerCPUArrayMap(_ArrayKeys[K], PerCPUHashMap[K, V]):
     """PERCPU_ARRAY: per-CPU values, keys 0..max_entries-1."""
-
-    _index_keys = True
-
-    def __len__(self) -> int:
-        return self.max_entries
-
-    def __iter__(self) -> Iterator[K]:
-        return iter(range(self.max_entries))  # type: ignore[arg-type]
 
 
 class _PerCPUBuffer:
