@@ -1,0 +1,308 @@
+"""The only door to ``clang.cindex``: parsing, and typed wrappers over its cursors and types.
+
+clang.cindex ships no types, so its ``Any`` stays in this module; the rest of the package
+asks the few questions ``Node`` and ``CType`` answer.
+"""
+
+from __future__ import annotations
+
+import functools
+import glob
+import shutil
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import SourceError
+
+# The flags bpf2go-style compiles use; the parse must see the same macros and headers or
+# a struct's layout (and which #if branch defines it) could differ from the object's.
+BASE_FLAGS = (
+    "-O2",  # defines __OPTIMIZE__, which some headers test
+    "-g",
+    "-D__TARGET_ARCH_x86",  # bpf_tracing.h picks PT_REGS_* by it
+    "-I/usr/include/x86_64-linux-gnu",  # asm/types.h on Debian
+)
+# Compile-only flags that make no sense (or take an argument) for a parse.
+_DROP_FLAGS = frozenset({"-c", "-S", "-emit-llvm", "-MD", "-MMD", "-MP"})
+_DROP_WITH_ARG = frozenset({"-o", "-MF", "-MT", "-MQ"})
+
+
+def _cindex() -> Any:
+    try:
+        import clang.cindex as ci  # type: ignore[import-untyped]
+    except ImportError as e:  # pragma: no cover - a dependency of the package
+        raise SourceError(f"libclang is not installed ({e}); pip install libclang") from e
+    return ci
+
+
+@dataclass(frozen=True)
+class Loc:
+    file: str
+    line: int
+    column: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
+
+
+def _loc(location: Any) -> Loc:
+    return Loc(location.file.name if location.file else "", int(location.line),
+               int(location.column))
+
+
+class CType:
+    """A clang type, with only the questions this module asks of it."""
+
+    __slots__ = ("_t",)
+
+    def __init__(self, t: Any) -> None:
+        self._t = t
+
+    @property
+    def kind(self) -> str:
+        return str(self._t.kind.name)
+
+    @property
+    def spelling(self) -> str:
+        return str(self._t.spelling)
+
+    @property
+    def size(self) -> int:
+        return int(self._t.get_size())
+
+    @property
+    def is_const(self) -> bool:
+        return bool(self._t.is_const_qualified())
+
+    @property
+    def is_volatile(self) -> bool:
+        return bool(self._t.is_volatile_qualified())
+
+    @property
+    def is_restrict(self) -> bool:
+        return bool(self._t.is_restrict_qualified())
+
+    def named(self) -> CType:
+        return CType(self._t.get_named_type())
+
+    def canonical(self) -> CType:
+        return CType(self._t.get_canonical())
+
+    def pointee(self) -> CType:
+        return CType(self._t.get_pointee())
+
+    def element(self) -> CType:
+        return CType(self._t.get_array_element_type())
+
+    @property
+    def count(self) -> int:
+        return int(self._t.element_count)
+
+    def declaration(self) -> Node:
+        return Node(self._t.get_declaration())
+
+    def result(self) -> CType:
+        return CType(self._t.get_result())
+
+    def params(self) -> list[CType]:
+        return [CType(a) for a in self._t.argument_types()]
+
+    def fields(self) -> list[Node]:
+        return [Node(f) for f in self._t.get_fields()]
+
+
+class Node:
+    """A clang cursor: declarations, statements and expressions alike."""
+
+    __slots__ = ("_c",)
+
+    def __init__(self, c: Any) -> None:
+        self._c = c
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Node) and bool(self._c == other._c)
+
+    def __hash__(self) -> int:
+        return int(self._c.hash)
+
+    @property
+    def kind(self) -> str:
+        return str(self._c.kind.name)
+
+    @property
+    def spelling(self) -> str:
+        return str(self._c.spelling)
+
+    @property
+    def loc(self) -> Loc:
+        return _loc(self._c.location)
+
+    @property
+    def in_system_header(self) -> bool:
+        return bool(self._c.location.is_in_system_header)
+
+    @property
+    def is_definition(self) -> bool:
+        return bool(self._c.is_definition())
+
+    @property
+    def is_anonymous(self) -> bool:
+        return bool(self._c.is_anonymous())
+
+    @property
+    def tag(self) -> str:
+        """The tag of a struct/union/enum decl, "" when anonymous (even if a typedef names it)."""
+        if self.is_anonymous:
+            return ""
+        # clang spells `typedef struct {...} t;` as plain "t"; a real tag prints as "struct t".
+        spelled = self.type.spelling
+        return self.spelling if spelled.startswith(("struct ", "union ", "enum ")) else ""
+
+    @property
+    def is_bitfield(self) -> bool:
+        return bool(self._c.is_bitfield())
+
+    @property
+    def bitfield_width(self) -> int:
+        return int(self._c.get_bitfield_width())
+
+    @property
+    def field_offset(self) -> int:
+        """Bit offset of a FIELD_DECL within its record (anonymous members included)."""
+        return int(self._c.get_field_offsetof())
+
+    @property
+    def type(self) -> CType:
+        return CType(self._c.type)
+
+    @property
+    def result_type(self) -> CType:
+        return CType(self._c.result_type)
+
+    @property
+    def underlying(self) -> CType:
+        return CType(self._c.underlying_typedef_type)
+
+    @property
+    def enum_int_type(self) -> CType:
+        return CType(self._c.enum_type)
+
+    @property
+    def enum_value(self) -> int:
+        return int(self._c.enum_value)
+
+    @property
+    def usr(self) -> str:
+        return str(self._c.get_usr())
+
+    def children(self) -> list[Node]:
+        return [Node(c) for c in self._c.get_children()]
+
+    def arguments(self) -> list[Node]:
+        return [Node(a) for a in self._c.get_arguments()]
+
+    def referenced(self) -> Node | None:
+        r = self._c.referenced
+        return Node(r) if r is not None else None
+
+    def semantic_parent(self) -> Node | None:
+        p = self._c.semantic_parent
+        return Node(p) if p is not None else None
+
+    def definition(self) -> Node | None:
+        d = self._c.get_definition()
+        return Node(d) if d is not None else None
+
+
+_ERROR = 3  # CXDiagnostic_Error; Fatal is 4
+
+
+class TranslationUnit:
+    __slots__ = ("_tu", "root")
+
+    def __init__(self, tu: Any) -> None:
+        self._tu = tu
+        self.root = Node(tu.cursor)
+
+    def errors(self) -> list[tuple[Loc, str]]:
+        return [(_loc(d.location), str(d.spelling))
+                for d in self._tu.diagnostics if d.severity >= _ERROR]
+
+
+def parse(source: Path, cflags: Sequence[str], *, byteorder: str = "little") -> TranslationUnit:
+    """Parse ``source`` as the compile sees it; clang errors become a ``SourceError``.
+
+    The target follows the object's byte order: headers test __BYTE_ORDER__ and may define
+    a struct differently for each.
+    """
+    if not source.is_file():
+        raise SourceError("no such file", where=str(source))
+    ci = _cindex()
+    target = "bpfeb" if byteorder == "big" else "bpfel"
+    args = ["-target", target, *BASE_FLAGS, *_parse_flags(cflags)]
+    builtin = system_clang().include
+    if builtin:
+        # libclang from the wheel looks for stddef.h & co next to itself, where the wheel
+        # ships none; -resource-dir is ignored through this API, so add clang's dir instead.
+        args += ["-isystem", builtin]
+    args.append("-w")  # only errors matter here; -Werror in user flags must not fail us
+    try:
+        tu = ci.Index.create().parse(str(source), args=args, options=0)
+    except ci.TranslationUnitLoadError as e:
+        raise SourceError(f"libclang cannot parse it: {e}", where=str(source)) from e
+    except ci.LibclangError as e:  # pragma: no cover - broken install
+        raise SourceError(f"libclang cannot be loaded: {e}", where=str(source)) from e
+    unit = TranslationUnit(tu)
+    errors = unit.errors()
+    if errors:
+        loc, message = errors[0]
+        more = f" (and {len(errors) - 1} more errors)" if len(errors) > 1 else ""
+        raise SourceError(f"error: {message}{more}", where=str(loc))
+    return unit
+
+
+def _parse_flags(cflags: Sequence[str]) -> list[str]:
+    out: list[str] = []
+    skip = False
+    for f in cflags:
+        if skip:
+            skip = False
+        elif f in _DROP_WITH_ARG:
+            skip = True
+        elif f not in _DROP_FLAGS:
+            out.append(f)
+    return out
+
+
+@dataclass(frozen=True)
+class SystemClang:
+    include: str | None  # clang's builtin headers (stddef.h, stdint.h, ...)
+    major: int  # the version that compiles the object; 0 when unknown
+
+
+@functools.lru_cache(maxsize=1)
+def system_clang() -> SystemClang:
+    """The clang on PATH (the one that compiles), found through its resource dir."""
+    res: Path | None = None
+    clang = shutil.which("clang")
+    if clang:
+        try:
+            proc = subprocess.run(
+                [clang, "-print-resource-dir"], capture_output=True, text=True, timeout=10,
+            )
+            if proc.returncode == 0:
+                res = Path(proc.stdout.strip())
+        except (OSError, subprocess.SubprocessError):
+            pass
+    if res is None or not (res / "include" / "stddef.h").is_file():
+        found = sorted(glob.glob("/usr/lib/llvm-*/lib/clang/*/include/stddef.h"))
+        res = Path(found[-1]).parent.parent if found else None
+    if res is None:
+        return SystemClang(None, 0)
+    major = res.name.split(".")[0]  # .../lib/clang/14.0.6 or .../lib/clang/18
+    return SystemClang(str(res / "include"), int(major) if major.isdigit() else 0)
+
+
