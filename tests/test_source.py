@@ -228,6 +228,32 @@ def test_ring_buffer_types_in_btf_are_reused(tmp_path: Path) -> None:
     assert len([w for w in warnings(out) if "is not in BTF" in w]) == 2
 
 
+def test_records_a_macro_defines_on_one_line_stay_apart(tmp_path: Path) -> None:
+    """Two records at one source location (a macro's) are two types, not one."""
+    src, model = build(tmp_path, "macro.bpf.c")
+    out = analyze(src, [], model, [])
+    names = {}
+    for name in ("rb_a", "rb_b", "rb_anon_a", "rb_anon_b", "rb_deep"):
+        tid = event_map(out, name).event_type
+        assert tid is not None, name
+        names[name] = (out.btf[tid].name, out.btf.sizeof(tid))
+    assert names == {"rb_a": ("ev_a", 4), "rb_b": ("ev_b", 16), "rb_anon_a": ("anon_a_t", 4),
+                     "rb_anon_b": ("anon_b_t", 16), "rb_deep": ("deep_ev", 3)}
+    not_in_btf = [w for w in warnings(out) if "is not in BTF" in w]
+    for shown in ("struct ev_a", "struct ev_b", "anon_a_t", "anon_b_t", "struct deep_ev"):
+        assert len([w for w in not_in_btf if f"warning: {shown} is not in BTF" in w]) == 1, shown
+
+
+def test_a_struct_first_laid_out_as_a_member_is_still_reported(tmp_path: Path) -> None:
+    src, model = build(tmp_path, "macro.bpf.c")
+    out = analyze(src, [], model, [])
+    inner = event_map(out, "rb_inner").event_type
+    outer = out.btf[event_map(out, "rb_outer").event_type]
+    assert isinstance(outer, Struct) and outer.members[0].type == inner
+    [warning] = [w for w in warnings(out) if "struct inner_ev is not in BTF" in w]
+    assert "bpf_ringbuf_output() on map 'rb_inner'" in warning
+
+
 # --- what cannot be inferred ----------------------------------------------------------------
 
 def test_ambiguous_void_and_unused_maps_stay_untyped(tmp_path: Path) -> None:

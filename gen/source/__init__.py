@@ -39,8 +39,8 @@ def analyze(source: Path, cflags: Sequence[str], model: ObjectModel,
     builder = _builder(model.btf)
     diags: list[Diagnostic] = []
     wanted = {_bare(t) for t in types}
-    warned: dict[Loc, list[tuple[str, str]]] = {}  # not-in-BTF record -> (helper, map)
-    records_by_key: dict[Loc, Record] = {}
+    # records laid out from source, and the (helper, map) pairs that send each: the warning
+    synthesised: dict[Node, tuple[Record, list[tuple[str, str]]]] = {}
 
     maps: list[MapDef] = []
     for m in model.maps:
@@ -48,10 +48,11 @@ def analyze(source: Path, cflags: Sequence[str], model: ObjectModel,
             maps.append(m)
             continue
         sends = [s for s in inf.sends if m.name in inf.maps_of(s.map)]
-        typed: dict[Loc, list[Send]] = {}
+        # keyed by declaration, not location: a macro can define two records on one line
+        typed: dict[Node, list[Send]] = {}
         for s in sends:
             if s.record is not None:
-                typed.setdefault(s.record.key, []).append(s)
+                typed.setdefault(s.record.decl, []).append(s)
         map_loc = inf.map_decls.get(m.name, Loc(str(source), 0, 0))
         if len(typed) > 1:
             diags.append(messages.ambiguous(m, map_loc, typed))
@@ -64,13 +65,11 @@ def analyze(source: Path, cflags: Sequence[str], model: ObjectModel,
         first = next(iter(typed.values()))
         rec = first[0].record
         assert rec is not None
-        before = len(builder.new)
         tid = builder.for_record(rec)
-        if len(builder.new) > before and rec.short not in wanted and rec.display not in wanted:
-            records_by_key[rec.key] = rec
-            warned.setdefault(rec.key, []).extend((s.helper, m.name) for s in first)
-        elif rec.key in warned:  # a later map reusing a struct synthesised for an earlier one
-            warned[rec.key].extend((s.helper, m.name) for s in first)
+        # a fresh id, whether laid out now or earlier (for another map, or as a member)
+        if tid >= len(model.btf) and rec.short not in wanted and rec.display not in wanted:
+            _, uses = synthesised.setdefault(rec.decl, (rec, []))
+            uses.extend((s.helper, m.name) for s in first)
         maps.append(replace(m, event_type=tid))
 
     for name in types:
@@ -82,8 +81,8 @@ def analyze(source: Path, cflags: Sequence[str], model: ObjectModel,
         else:
             builder.record(decl, force=False)
 
-    for key, uses in warned.items():
-        diags.append(messages.not_in_btf(records_by_key[key], uses))
+    for rec, uses in synthesised.values():
+        diags.append(messages.not_in_btf(rec, uses))
     diags.sort(key=lambda d: (d.file, d.line, d.column))
 
     if not builder.new:

@@ -46,10 +46,6 @@ class Record:
     is_union: bool
 
     @property
-    def key(self) -> Loc:
-        return self.decl.loc
-
-    @property
     def short(self) -> str:
         return self.display.split(" ", 1)[-1]
 

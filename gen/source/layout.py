@@ -30,7 +30,7 @@ from ..btf.types import (
     Union_,
 )
 from ..errors import SourceError
-from ._clang import CType, Loc, Node
+from ._clang import CType, Node
 from .infer import Record
 
 _INT_KINDS: dict[str, tuple[str, IntEncoding]] = {
@@ -76,7 +76,8 @@ class Builder:
                                        Kind.FWD, Kind.FLOAT):
                 self._named.setdefault((t.kind, t.name), t.id)
         self._cache: dict[object, int] = {}
-        self._records: dict[Loc, int] = {}
+        # by declaration (clang's cursor identity): a macro can put two records on one line
+        self._records: dict[Node, int] = {}
 
     def spec(self) -> Spec:
         assert all(t is not None for t in self.new)
@@ -182,7 +183,7 @@ class Builder:
                 rkind = Kind.UNION if is_union else Kind.STRUCT
                 known = self.existing(rkind, tag, size) if size > 0 else None
                 if known is None:
-                    known = self._records.get(decl.loc)
+                    known = self._records.get(decl)
                 if known is not None:
                     return known
                 fwd = self._named.get((Kind.FWD, tag))
@@ -207,7 +208,7 @@ class Builder:
         known = self.existing(Kind.TYPEDEF, name, size) if size > 0 else None
         if known is not None:
             return known
-        key = ("typedef", decl.loc)
+        key = ("typedef", decl)
         if key in self._cache:
             return self._cache[key]
         tid = self._reserve()
@@ -237,13 +238,13 @@ class Builder:
             self.where_of[i] = f"{loc.file}:{loc.line}"
             return Enum(i, name, size, signed, values, kind)
 
-        return self._add(("enum", loc), make)
+        return self._add(("enum", decl), make)
 
     def record(self, decl: Node, *, force: bool) -> int:
         """The BTF id for a struct/union decl: reused by name unless ``force``."""
+        if decl in self._records:
+            return self._records[decl]
         loc = decl.loc
-        if loc in self._records:
-            return self._records[loc]
         is_union = decl.kind == "UNION_DECL"
         name = decl.tag
         size = decl.type.size
@@ -255,7 +256,7 @@ class Builder:
             if known is not None:
                 return known
         tid = self._reserve()
-        self._records[loc] = tid
+        self._records[decl] = tid
         members: list[Member] = []
         for f in decl.type.fields():
             fname = f.spelling
@@ -284,13 +285,13 @@ class Builder:
                 if isinstance(t, (Struct, Union_)) and t.size == rec.decl.type.size:
                     return tid
             target = self.record(rec.decl, force=force)
-            loc = rec.key
+            loc = rec.decl.loc
 
             def make(i: int) -> Typedef:
                 self.where_of[i] = f"{loc.file}:{loc.line}"
                 return Typedef(i, rec.typedef, target)
 
-            return self._add(("typedef-of", loc), make)
+            return self._add(("typedef-of", rec.decl), make)
         return self.record(rec.decl, force=force)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 from ..model import Diagnostic, MapDef
-from ._clang import Loc
+from ._clang import Loc, Node
 from .infer import Record, Send
 
 
@@ -29,7 +29,7 @@ def not_in_btf(rec: Record, uses: list[tuple[str, str]]) -> Diagnostic:
     )
 
 
-def ambiguous(m: MapDef, loc: Loc, typed: dict[Loc, list[Send]]) -> Diagnostic:
+def ambiguous(m: MapDef, loc: Loc, typed: dict[Node, list[Send]]) -> Diagnostic:
     kinds = []
     for sends in typed.values():
         rec = sends[0].record
