@@ -8,6 +8,7 @@ requirement that is absent is a failure, not a skip.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -157,8 +158,9 @@ def _generator_fingerprint() -> str:
                 h.update(str(f.relative_to(REPO)).encode() + b"\0" + f.read_bytes())
     clang = shutil.which("clang")
     if clang:
-        st = Path(clang).resolve().stat()
-        h.update(f"{Path(clang).resolve()}:{st.st_size}:{st.st_mtime_ns}".encode())
+        # Not the mtime: the guest sees the host's files through 9p, which rounds it.
+        real = Path(clang).resolve()
+        h.update(f"{real}:{real.stat().st_size}".encode())
     return h.hexdigest()
 
 
@@ -171,7 +173,16 @@ def _skeleton_cache_dir(name: str, source: str) -> Path | None:
     import hashlib
 
     if not _FINGERPRINT:
-        _FINGERPRINT.append(_generator_fingerprint())
+        # The first user of a cache directory records the fingerprint and later ones (the
+        # guests, moments later, on the same tree) adopt it: hashing gen/ over 9p is slow,
+        # and a guest that saw the tree differently would never hit.
+        stamp = Path(SKELETON_CACHE) / "FINGERPRINT"
+        try:
+            _FINGERPRINT.append(stamp.read_text().strip())
+        except OSError:
+            _FINGERPRINT.append(_generator_fingerprint())
+            with contextlib.suppress(OSError):
+                stamp.write_text(_FINGERPRINT[0] + "\n")
     key = hashlib.sha256(f"{_FINGERPRINT[0]}\0{name}\0{source}".encode()).hexdigest()[:24]
     return Path(SKELETON_CACHE) / f"{name}-{key}"
 

@@ -7,6 +7,7 @@ guest's whole tier; the feature probe's results must match tests/vm/kernel_featu
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import sys
@@ -18,6 +19,7 @@ from tests.conftest import IN_CI, REPO, VM_KERNEL, need
 from tests.vm.kernel_features import FEATURES
 
 
+@functools.cache  # one module per session: its once-per-run state (skeleton prewarm) holds
 def _vmtest() -> ModuleType:
     spec = importlib.util.spec_from_file_location("vmtest", REPO / "scripts/vmtest.py")
     assert spec is not None and spec.loader is not None
