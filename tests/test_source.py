@@ -354,12 +354,55 @@ def test_missing_header_and_missing_file(tmp_path: Path) -> None:
         parse(tmp_path / "absent.bpf.c", [])
 
 
+def test_relative_include_paths_start_at_the_source_dir_like_the_compile(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The product's compile runs in the source's directory, so `-I inc` means sub/inc when
+    generating sub/probe.bpf.c; the parse must find the same header and name it as the user
+    would from where ebpf-gen runs."""
+    from ebpf_gen.compile import compile_bpf as product_compile
+
+    (tmp_path / "sub" / "inc").mkdir(parents=True)
+    (tmp_path / "sub" / "inc" / "ev.h").write_text("struct rel_ev { int a; long b; };\n")
+    (tmp_path / "sub" / "probe.bpf.c").write_text(
+        "#include <linux/bpf.h>\n#include <bpf/bpf_helpers.h>\n#include \"ev.h\"\n"
+        "struct { __uint(type, BPF_MAP_TYPE_RINGBUF); __uint(max_entries, 4096); }"
+        " rb SEC(\".maps\");\n"
+        "SEC(\"tracepoint/syscalls/sys_enter_execve\")\n"
+        "int p(void *ctx) { struct rel_ev e = {1, 2};"
+        " bpf_ringbuf_output(&rb, &e, sizeof(e), 0); return 0; }\n"
+        "char LICENSE[] SEC(\"license\") = \"GPL\";\n")
+    monkeypatch.chdir(tmp_path)
+    src = Path("sub/probe.bpf.c")
+    flags = ["-I", "inc", "-I/usr/include/x86_64-linux-gnu"]
+    compiled = product_compile(src, tmp_path / "probe.o", target="bpfel", cflags=flags)
+    out = analyze(src, flags, read_object(compiled.object), [])
+    tid = event_map(out, "rb").event_type
+    assert tid is not None and out.btf[tid].name == "rel_ev"
+    assert out.source_types == {tid: "sub/inc/ev.h:1"}
+    [warning] = warnings(out)
+    assert warning.startswith("sub/inc/ev.h:1:8: warning: struct rel_ev is not in BTF")
+
+
 def test_builtin_headers_are_found(tmp_path: Path) -> None:
     """libclang from the wheel has no stddef.h of its own; clang's is added."""
     src = tmp_path / "builtin.bpf.c"
     src.write_text("#include <stddef.h>\n#include <stdbool.h>\n"
                    "struct s { size_t n; bool ok; };\n")
     parse(src, [])
+
+
+def test_without_clangs_builtin_headers_the_error_says_so(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No clang on PATH nor under /usr/lib/llvm-*: the real libclang parse fails, and says why."""
+    from ebpf_gen.source import _clang
+
+    monkeypatch.setattr(_clang, "system_clang", lambda: _clang.SystemClang(None, 0))
+    src = tmp_path / "builtin.bpf.c"
+    src.write_text("#include <stddef.h>\nstruct s { size_t n; };\n")
+    with pytest.raises(SourceError) as err:
+        parse(src, [])
+    assert str(err.value).startswith(f"{src}:1:10: error: 'stddef.h' file not found; clang's")
+    assert "put the clang that compiles on PATH" in str(err.value)
 
 
 def test_nothing_to_infer_skips_the_parse(tmp_path: Path) -> None:

@@ -48,18 +48,34 @@ class Loc:
         return f"{self.file}:{self.line}:{self.column}"
 
 
-def _loc(location: Any) -> Loc:
-    return Loc(location.file.name if location.file else "", int(location.line),
-               int(location.column))
+@dataclass(frozen=True)
+class _Files:
+    """How messages name the files clang reports: as the user would, from where we run."""
+
+    source: Path  # as the user gave it
+    given: str  # what clang was given: the resolved path, as the compile gives it
+
+    def shown(self, name: str) -> str:
+        if name == self.given:
+            return str(self.source)
+        # clang's working directory is the source's, as the compile's is: relative names
+        # (headers found through -I include) start there
+        return name if name.startswith("/") else str(self.source.parent / name)
+
+
+def _loc(location: Any, files: _Files) -> Loc:
+    return Loc(files.shown(location.file.name) if location.file else "",
+               int(location.line), int(location.column))
 
 
 class CType:
-    """A clang type, with only the questions this module asks of it."""
+    """A clang type, with only the questions this package asks of it."""
 
-    __slots__ = ("_t",)
+    __slots__ = ("_files", "_t")
 
-    def __init__(self, t: Any) -> None:
+    def __init__(self, t: Any, files: _Files) -> None:
         self._t = t
+        self._files = files
 
     @property
     def kind(self) -> str:
@@ -86,41 +102,42 @@ class CType:
         return bool(self._t.is_restrict_qualified())
 
     def named(self) -> CType:
-        return CType(self._t.get_named_type())
+        return CType(self._t.get_named_type(), self._files)
 
     def canonical(self) -> CType:
-        return CType(self._t.get_canonical())
+        return CType(self._t.get_canonical(), self._files)
 
     def pointee(self) -> CType:
-        return CType(self._t.get_pointee())
+        return CType(self._t.get_pointee(), self._files)
 
     def element(self) -> CType:
-        return CType(self._t.get_array_element_type())
+        return CType(self._t.get_array_element_type(), self._files)
 
     @property
     def count(self) -> int:
         return int(self._t.element_count)
 
     def declaration(self) -> Node:
-        return Node(self._t.get_declaration())
+        return Node(self._t.get_declaration(), self._files)
 
     def result(self) -> CType:
-        return CType(self._t.get_result())
+        return CType(self._t.get_result(), self._files)
 
     def params(self) -> list[CType]:
-        return [CType(a) for a in self._t.argument_types()]
+        return [CType(a, self._files) for a in self._t.argument_types()]
 
     def fields(self) -> list[Node]:
-        return [Node(f) for f in self._t.get_fields()]
+        return [Node(f, self._files) for f in self._t.get_fields()]
 
 
 class Node:
     """A clang cursor: declarations, statements and expressions alike."""
 
-    __slots__ = ("_c",)
+    __slots__ = ("_c", "_files")
 
-    def __init__(self, c: Any) -> None:
+    def __init__(self, c: Any, files: _Files) -> None:
         self._c = c
+        self._files = files
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Node) and bool(self._c == other._c)
@@ -138,7 +155,7 @@ class Node:
 
     @property
     def loc(self) -> Loc:
-        return _loc(self._c.location)
+        return _loc(self._c.location, self._files)
 
     @property
     def in_system_header(self) -> bool:
@@ -176,19 +193,19 @@ class Node:
 
     @property
     def type(self) -> CType:
-        return CType(self._c.type)
+        return CType(self._c.type, self._files)
 
     @property
     def result_type(self) -> CType:
-        return CType(self._c.result_type)
+        return CType(self._c.result_type, self._files)
 
     @property
     def underlying(self) -> CType:
-        return CType(self._c.underlying_typedef_type)
+        return CType(self._c.underlying_typedef_type, self._files)
 
     @property
     def enum_int_type(self) -> CType:
-        return CType(self._c.enum_type)
+        return CType(self._c.enum_type, self._files)
 
     @property
     def enum_value(self) -> int:
@@ -199,36 +216,37 @@ class Node:
         return str(self._c.get_usr())
 
     def children(self) -> list[Node]:
-        return [Node(c) for c in self._c.get_children()]
+        return [Node(c, self._files) for c in self._c.get_children()]
 
     def arguments(self) -> list[Node]:
-        return [Node(a) for a in self._c.get_arguments()]
+        return [Node(a, self._files) for a in self._c.get_arguments()]
 
     def referenced(self) -> Node | None:
         r = self._c.referenced
-        return Node(r) if r is not None else None
+        return Node(r, self._files) if r is not None else None
 
     def semantic_parent(self) -> Node | None:
         p = self._c.semantic_parent
-        return Node(p) if p is not None else None
+        return Node(p, self._files) if p is not None else None
 
     def definition(self) -> Node | None:
         d = self._c.get_definition()
-        return Node(d) if d is not None else None
+        return Node(d, self._files) if d is not None else None
 
 
 _ERROR = 3  # CXDiagnostic_Error; Fatal is 4
 
 
 class TranslationUnit:
-    __slots__ = ("_tu", "root")
+    __slots__ = ("_files", "_tu", "root")
 
-    def __init__(self, tu: Any) -> None:
+    def __init__(self, tu: Any, files: _Files) -> None:
         self._tu = tu
-        self.root = Node(tu.cursor)
+        self._files = files
+        self.root = Node(tu.cursor, files)
 
     def errors(self) -> list[tuple[Loc, str]]:
-        return [(_loc(d.location), str(d.spelling))
+        return [(_loc(d.location, self._files), str(d.spelling))
                 for d in self._tu.diagnostics if d.severity >= _ERROR]
 
 
@@ -242,7 +260,11 @@ def parse(source: Path, cflags: Sequence[str], *, byteorder: str = "little") -> 
         raise SourceError("no such file", where=str(source))
     ci = _cindex()
     target = "bpfeb" if byteorder == "big" else "bpfel"
-    args = ["-target", target, *BASE_FLAGS, *_parse_flags(cflags)]
+    real = source.resolve()
+    # the compile runs in the source's directory, so relative paths in cflags (-I include)
+    # start there; the parse must find the same headers
+    args = ["-target", target, "-working-directory", str(real.parent), *BASE_FLAGS,
+            *_parse_flags(cflags)]
     builtin = system_clang().include
     if builtin:
         # libclang from the wheel looks for stddef.h & co next to itself, where the wheel
@@ -250,16 +272,19 @@ def parse(source: Path, cflags: Sequence[str], *, byteorder: str = "little") -> 
         args += ["-isystem", builtin]
     args.append("-w")  # only errors matter here; -Werror in user flags must not fail us
     try:
-        tu = ci.Index.create().parse(str(source), args=args, options=0)
+        tu = ci.Index.create().parse(str(real), args=args, options=0)
     except ci.TranslationUnitLoadError as e:
         raise SourceError(f"libclang cannot parse it: {e}", where=str(source)) from e
     except ci.LibclangError as e:  # pragma: no cover - broken install
         raise SourceError(f"libclang cannot be loaded: {e}", where=str(source)) from e
-    unit = TranslationUnit(tu)
+    unit = TranslationUnit(tu, _Files(source, str(real)))
     errors = unit.errors()
     if errors:
         loc, message = errors[0]
         more = f" (and {len(errors) - 1} more errors)" if len(errors) > 1 else ""
+        if builtin is None and message.endswith("file not found"):
+            more += ("; clang's own headers (stddef.h, stdbool.h, ...) were not found: "
+                     "install clang, or put the clang that compiles on PATH")
         raise SourceError(f"error: {message}{more}", where=str(loc))
     return unit
 
