@@ -105,13 +105,7 @@ def _builder(btf: Spec) -> Builder:
 def _needs_source(model: ObjectModel, types: Sequence[str]) -> bool:
     if any(m.map_type_name in EVENT_MAP_TYPES and m.event_type is None for m in model.maps):
         return True
-    kinds = {"struct ": (Kind.STRUCT,), "union ": (Kind.UNION,), "enum ": (Kind.ENUM, Kind.ENUM64)}
-    for name in types:
-        want = next((k for p, k in kinds.items() if name.startswith(p)),
-                    (Kind.STRUCT, Kind.UNION, Kind.ENUM, Kind.ENUM64, Kind.TYPEDEF))
-        if not model.btf.named(_bare(name), *want):
-            return True
-    return False
+    return any(not model.btf.named(_bare(name), *_BTF_KINDS[_prefix(name)]) for name in types)
 
 
 def synthesize(source: Path, cflags: Sequence[str], btf: Spec, name: str) -> tuple[Spec, int]:
@@ -133,13 +127,26 @@ def synthesize(source: Path, cflags: Sequence[str], btf: Spec, name: str) -> tup
     return builder.spec(), tid
 
 
+# What a --type name asks for, by its prefix ("" for a bare name: anything named so)
+_BTF_KINDS = {
+    "struct ": (Kind.STRUCT,),
+    "union ": (Kind.UNION,),
+    "enum ": (Kind.ENUM, Kind.ENUM64),
+    "": (Kind.STRUCT, Kind.UNION, Kind.ENUM, Kind.ENUM64, Kind.TYPEDEF),
+}
+_DECL_KINDS = {"struct ": "STRUCT_DECL", "union ": "UNION_DECL", "enum ": "ENUM_DECL"}
+
+
+def _prefix(name: str) -> str:
+    return next((p for p in _DECL_KINDS if name.startswith(p)), "")
+
+
 def _bare(name: str) -> str:
-    return name.split(" ", 1)[1] if name.startswith(("struct ", "union ", "enum ")) else name
+    return name[len(_prefix(name)):]
 
 
 def _find_decl(inf: Inference, name: str) -> Node | None:
-    want = {"struct ": "STRUCT_DECL", "union ": "UNION_DECL", "enum ": "ENUM_DECL"}
-    kind = next((k for p, k in want.items() if name.startswith(p)), None)
+    kind = _DECL_KINDS.get(_prefix(name))
     bare = _bare(name)
     candidates = [
         d for d in inf.decls
