@@ -18,6 +18,14 @@ from pathlib import Path
 from .errors import CompileError
 
 TARGETS = ("bpfel", "bpfeb")
+# Flags that decide what the preprocessor and compiler see; source analysis parses with
+# the same ones, or a struct's layout (and which #if branch defines it) could differ.
+BPF_CFLAGS = (
+    "-O2",  # the verifier rejects most -O0 code (stack spills, unbounded loops)
+    "-g",  # we always want BTF; the DWARF that comes with it is stripped below
+    # bpf_tracing.h's PT_REGS_* macros need an architecture; bpf2go defaults to the host's
+    "-D__TARGET_ARCH_x86",
+)
 BYTEORDER = {"bpfel": "little", "bpfeb": "big"}
 
 
@@ -38,12 +46,9 @@ def clang_command(
     srcdir = str(source.resolve().parent)
     return [
         cc,
-        "-O2",  # the verifier rejects most -O0 code (stack spills, unbounded loops)
-        "-g",  # we always want BTF; the DWARF that comes with it is stripped below
+        *BPF_CFLAGS,
         "-target",
         target,  # explicit byte order: one object per order, picked at load time
-        # bpf_tracing.h's PT_REGS_* macros need an architecture; bpf2go defaults to the host's
-        "-D__TARGET_ARCH_x86",
         "-fno-ident",  # no .comment with the clang version string
         # Reproducible across checkouts: paths below the source dir are recorded as "./..."
         f"-fdebug-prefix-map={srcdir}=.",

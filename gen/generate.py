@@ -124,7 +124,7 @@ def _with_diagnostics(model: ObjectModel, extra: Sequence[Diagnostic]) -> Object
 def _analyze(source: Path, opts: Options, model: ObjectModel) -> ObjectModel:
     from .source import analyze
 
-    return analyze(source, opts.cflags, model, opts.types)
+    return analyze(source, opts.cflags, model, opts.types, cc=opts.cc)
 
 
 def _render(

@@ -199,7 +199,8 @@ def test_names_escaping_alike_fail(project: Path, map2: str, prog2: str, message
 def test_clang_failing_shows_its_diagnostic(project: Path) -> None:
     (project / "src" / "hello.bpf.c").write_text(HELLO.replace("return 0;\n}", "return x;\n}"))
     proc = run("src/hello.bpf.c", "--", INC, cwd=project)
-    assert_failed(proc, "src/hello.bpf.c: clang failed (exit 1): clang -O2 -g -target bpfel",
+    assert_failed(proc, "src/hello.bpf.c: clang failed (exit 1): "
+                  "clang -O2 -g -D__TARGET_ARCH_x86 -target bpfel",
                   project, one_line=False)
     assert "error: use of undeclared identifier 'x'" in proc.stderr
 

@@ -396,7 +396,7 @@ def test_without_clangs_builtin_headers_the_error_says_so(
     """No clang on PATH nor under /usr/lib/llvm-*: the real libclang parse fails, and says why."""
     from ebpf_gen.source import _clang
 
-    monkeypatch.setattr(_clang, "system_clang", lambda: _clang.SystemClang(None, 0))
+    monkeypatch.setattr(_clang, "system_clang", lambda cc="clang": _clang.SystemClang(None, 0))
     src = tmp_path / "builtin.bpf.c"
     src.write_text("#include <stddef.h>\nstruct s { size_t n; };\n")
     with pytest.raises(SourceError) as err:

@@ -30,13 +30,13 @@ __all__ = ["analyze", "parse", "synthesize"]
 
 
 def analyze(source: Path, cflags: Sequence[str], model: ObjectModel,
-            types: Sequence[str]) -> ObjectModel:
+            types: Sequence[str], *, cc: str = "clang") -> ObjectModel:
     """Type the model's event maps from ``source`` and add the structs BTF lacks."""
     if not _needs_source(model, types):
         return model  # the parse costs as much as a compile (vmlinux.h): skip it when idle
-    unit = parse(source, cflags, byteorder=model.btf.byteorder)
+    unit = parse(source, cflags, byteorder=model.btf.byteorder, cc=cc)
     inf = Inference(unit)
-    builder = _builder(model.btf)
+    builder = _builder(model.btf, cc)
     diags: list[Diagnostic] = []
     wanted = {_bare(t) for t in types}
     # records laid out from source, and the (helper, map) pairs that send each: the warning
@@ -95,10 +95,10 @@ def analyze(source: Path, cflags: Sequence[str], model: ObjectModel,
     )
 
 
-def _builder(btf: Spec) -> Builder:
+def _builder(btf: Spec, cc: str) -> Builder:
     # clang >= 15 marks an enum with a negative value signed (BTF kind_flag); clang 14 writes
     # every value unsigned. The object's clang decides; unknown means a current one.
-    major = system_clang().major
+    major = system_clang(cc).major
     return Builder(btf, signed_enums=major == 0 or major >= 15)
 
 
@@ -108,18 +108,20 @@ def _needs_source(model: ObjectModel, types: Sequence[str]) -> bool:
     return any(not model.btf.named(_bare(name), *_BTF_KINDS[_prefix(name)]) for name in types)
 
 
-def synthesize(source: Path, cflags: Sequence[str], btf: Spec, name: str) -> tuple[Spec, int]:
+def synthesize(
+    source: Path, cflags: Sequence[str], btf: Spec, name: str, *, cc: str = "clang"
+) -> tuple[Spec, int]:
     """Lay out the struct/union/typedef ``name`` from the source even when BTF has it.
 
     Returns the extended spec and the new type's id; members reuse BTF types by name. This
     is the check that source layout and clang's BTF agree.
     """
-    unit = parse(source, cflags, byteorder=btf.byteorder)
+    unit = parse(source, cflags, byteorder=btf.byteorder, cc=cc)
     inf = Inference(unit)
     decl = _find_decl(inf, name)
     if decl is None:
         raise SourceError(f"no struct, union or typedef '{name}' defined", where=str(source))
-    builder = _builder(btf)
+    builder = _builder(btf, cc)
     if decl.kind in ("STRUCT_DECL", "UNION_DECL"):
         tid = builder.record(decl, force=True)
     else:

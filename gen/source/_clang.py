@@ -15,16 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..compile import BPF_CFLAGS
 from ..errors import SourceError
 
-# The flags bpf2go-style compiles use; the parse must see the same macros and headers or
-# a struct's layout (and which #if branch defines it) could differ from the object's.
-BASE_FLAGS = (
-    "-O2",  # defines __OPTIMIZE__, which some headers test
-    "-g",
-    "-D__TARGET_ARCH_x86",  # bpf_tracing.h picks PT_REGS_* by it
-    "-I/usr/include/x86_64-linux-gnu",  # asm/types.h on Debian
-)
+# The compile's own flags (same macros, same headers), plus Debian's multiarch include
+# dir so a parse with no user cflags still finds asm/types.h.
+BASE_FLAGS = (*BPF_CFLAGS, "-I/usr/include/x86_64-linux-gnu")
 # Compile-only flags that make no sense (or take an argument) for a parse.
 _DROP_FLAGS = frozenset({"-c", "-S", "-emit-llvm", "-MD", "-MMD", "-MP"})
 _DROP_WITH_ARG = frozenset({"-o", "-MF", "-MT", "-MQ"})
@@ -250,7 +246,9 @@ class TranslationUnit:
                 for d in self._tu.diagnostics if d.severity >= _ERROR]
 
 
-def parse(source: Path, cflags: Sequence[str], *, byteorder: str = "little") -> TranslationUnit:
+def parse(
+    source: Path, cflags: Sequence[str], *, byteorder: str = "little", cc: str = "clang"
+) -> TranslationUnit:
     """Parse ``source`` as the compile sees it; clang errors become a ``SourceError``.
 
     The target follows the object's byte order: headers test __BYTE_ORDER__ and may define
@@ -265,7 +263,7 @@ def parse(source: Path, cflags: Sequence[str], *, byteorder: str = "little") -> 
     # start there; the parse must find the same headers
     args = ["-target", target, "-working-directory", str(real.parent), *BASE_FLAGS,
             *_parse_flags(cflags)]
-    builtin = system_clang().include
+    builtin = system_clang(cc).include
     if builtin:
         # libclang from the wheel looks for stddef.h & co next to itself, where the wheel
         # ships none; -resource-dir is ignored through this API, so add clang's dir instead.
@@ -308,11 +306,11 @@ class SystemClang:
     major: int  # the version that compiles the object; 0 when unknown
 
 
-@functools.lru_cache(maxsize=1)
-def system_clang() -> SystemClang:
-    """The clang on PATH (the one that compiles), found through its resource dir."""
+@functools.lru_cache(maxsize=4)
+def system_clang(cc: str = "clang") -> SystemClang:
+    """The clang that compiles (``--cc``), found through its resource dir."""
     res: Path | None = None
-    clang = shutil.which("clang")
+    clang = shutil.which(cc)
     if clang:
         try:
             proc = subprocess.run(
