@@ -279,7 +279,8 @@ def parse(
     errors = unit.errors()
     if errors:
         loc, message = errors[0]
-        more = f" (and {len(errors) - 1} more errors)" if len(errors) > 1 else ""
+        extra = len(errors) - 1
+        more = f" (and {extra} more error{'s' if extra > 1 else ''})" if extra else ""
         if builtin is None and message.endswith("file not found"):
             more += ("; clang's own headers (stddef.h, stdbool.h, ...) were not found: "
                      "install clang, or put the clang that compiles on PATH")
