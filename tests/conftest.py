@@ -57,27 +57,28 @@ def require_tool(name: str) -> str:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    # kprobe tests belong to the VM tier when the host kernel has no kprobes: deselect them
-    # here with the reason shown, rather than skip (a CI skip is a failure).
+    # Tests for the other kind of kernel are deselected with the reason shown rather than
+    # skipped (under CI a skip is a failure): kprobe tests run inside `make vmtest` when the
+    # host has no kprobes; nokprobe tests (the "kprobes unavailable" paths) run on the host.
     if kprobes_available():
-        return
+        marker, why = "nokprobe", "this kernel has kprobes; the host tier covers kernels without"
+    else:
+        marker, why = "kprobe", "this kernel has no kprobes (CONFIG_KPROBES off); they run " \
+            "inside `make vmtest`"
     kept: list[pytest.Item] = []
     dropped: list[pytest.Item] = []
     for item in items:
-        (dropped if item.get_closest_marker("kprobe") else kept).append(item)
+        (dropped if item.get_closest_marker(marker) else kept).append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept
         reporter = config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
-            reporter.write_line(
-                f"deselected {len(dropped)} kprobe test(s): this kernel has no kprobes "
-                "(CONFIG_KPROBES off); they run inside `make vmtest`"
-            )
+            reporter.write_line(f"deselected {len(dropped)} {marker} test(s): {why}")
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    if item.get_closest_marker("kernel") or item.get_closest_marker("kprobe"):
+    if any(item.get_closest_marker(m) for m in ("kernel", "kprobe", "nokprobe")):
         require_kernel()
 
 

@@ -85,7 +85,6 @@ int on_uprobe(void *ctx) { return hit(); }
 char LICENSE[] SEC("license") = "GPL";
 """
 
-HAVE_KPROBES = os.path.exists("/sys/bus/event_source/devices/kprobe")
 
 
 @pytest.fixture
@@ -155,7 +154,7 @@ def test_missing_raw_tracepoint(skeleton: Callable[[str, str], ModuleType]) -> N
         o.programs.dispatch.attach_raw_tracepoint("no_such_tp")
 
 
-@pytest.mark.skipif(HAVE_KPROBES, reason="this kernel has kprobes: the VM-tier test covers it")
+@pytest.mark.nokprobe
 def test_kprobe_unavailable_is_explained(probes: Any) -> None:
     with pytest.raises(AttachError, match="kprobes are unavailable on this kernel"):
         probes.programs.on_kprobe.attach_kprobe("__x64_sys_getppid")
