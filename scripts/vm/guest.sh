@@ -12,7 +12,10 @@ mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
 ulimit -l unlimited
 
 export EBPF_GEN_VM_KERNEL="$kernel"
-export PYTHONDONTWRITEBYTECODE=1
+# Bytecode caches in the guest's own /tmp (the shared tree is read-only): without them
+# every app and test process recompiles ebpf_gen under emulation, seconds per start.
+unset PYTHONDONTWRITEBYTECODE
+export PYTHONPYCACHEPREFIX=/tmp/ebpf-gen-pycache
 # Skeletons the host built (scripts/vmtest.py prewarm_skeletons): no clang under emulation.
 export EBPF_GEN_SKELETON_CACHE="$PWD/.vm/skeletons"
 uname -r >"$out/uname"
