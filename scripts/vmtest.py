@@ -176,8 +176,15 @@ def run_kernel(kernel: str, pytest_args: tuple[str, ...] = ()) -> KernelRun:
         ["sh", str(REPO / "scripts/vm/guest.sh"), str(out), kernel, *pytest_args]
     )
     cmd = [
-        find_vng(), "--disable-kvm", "--force-9p", "--run", str(vmlinuz),
+        # --verbose: the kernel's console lands in console.log, so a guest that dies
+        # (panic, OOM) says why.
+        find_vng(), "--disable-kvm", "--force-9p", "--verbose", "--run", str(vmlinuz),
         "--memory", "2G", "--cpus", "2", "--rwdir", str(out), "--rwdir", str(SKELETONS),
+        # One TCG thread for both vCPUs. With qemu's default multi-threaded TCG, a guest
+        # that live-patches its own text (static keys flipped when a probe attaches) can
+        # run a stale int3 on the other vCPU: "Oops: int3" in __schedule, a kernel panic,
+        # seen on 6.12 in about one run in three. Two vCPUs stay, for the per-CPU paths.
+        "--qemu-opts=-accel tcg,thread=single",
         "--cwd", str(REPO),
         "--exec", guest_cmd,
     ]
@@ -195,10 +202,13 @@ def run_kernel(kernel: str, pytest_args: tuple[str, ...] = ()) -> KernelRun:
     rc_file, junit = out / "rc", out / "junit.xml"
     log = (out / "pytest.log").read_text() if (out / "pytest.log").exists() else ""
     if not rc_file.exists() or not junit.exists():
-        tail = "\n".join((console + log).strip().splitlines()[-25:])
+        console_tail = "\n".join(console.strip().splitlines()[-30:])
+        log_tail = "\n".join(log.strip().splitlines()[-10:])
         raise VmError(
             f"kernel {kernel}: the guest produced no results (boot failed?); "
-            f"vng exit {proc.returncode}, output in {out}:\n{tail}"
+            f"vng exit {proc.returncode}, output in {out}\n"
+            f"-- guest pytest log, last lines:\n{log_tail}\n"
+            f"-- guest console, last lines:\n{console_tail}"
         )
     cases, test_seconds = _parse_junit(junit)
     try:
