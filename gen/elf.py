@@ -274,9 +274,9 @@ def fixup_btf(spec: Spec, obj: ElfObject) -> Spec:
                 if sym is None:
                     raise BTFError(f"no ELF symbol for VAR '{var.name}'", where=where)
                 offset = sym.value
-            infos.append(dataclasses.replace(vsi, offset=offset))
+            infos.append(vsi._replace(offset=offset))
         infos.sort(key=lambda v: v.offset)
-        fixed = dataclasses.replace(t, size=size, vars=tuple(infos))
+        fixed = t._replace(size=size, vars=tuple(infos))
         if fixed != t:
             types[t.id] = fixed
             changed = True

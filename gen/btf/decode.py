@@ -13,11 +13,10 @@ the loop and becomes a BTFError there, where the type id and offset are still in
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable
-from dataclasses import fields
+import sys
+from array import array
 from itertools import accumulate, repeat
-from operator import and_, lshift, or_, rshift
-from typing import Any
+from operator import and_, itemgetter, lshift, or_, rshift
 
 from ..errors import BTFError
 from . import wire
@@ -51,6 +50,9 @@ from .types import (
 
 __all__ = ["decode_btf"]
 
+# tuple.__new__(Record, fields): the model's NamedTuples built in C, skipping their Python
+# __new__ (see types.py).
+_new = tuple.__new__
 _LINKAGE = (Linkage.STATIC, Linkage.GLOBAL, Linkage.EXTERN)
 _INT_ENCODING = tuple(IntEncoding(e) for e in range(16))
 _QUALIFIER_KINDS = {
@@ -189,58 +191,44 @@ def _check_cycles(chain: dict[int, int], types: list[Type], w: list[int], start:
             state[p] = True
 
 
-_Maker = Callable[..., Any]
+class _Params(dict[int, Param]):
+    """A FUNC_PROTO parameter's two words read as one u64 -> a shared Param.
 
-
-def _maker(cls: type[Any]) -> _Maker:
-    """A constructor equivalent to ``cls(...)`` for the model's frozen slotted dataclasses.
-
-    The generated ``__init__`` of a frozen dataclass goes through ``object.__setattr__`` for
-    every field, which is most of the decoder's time on vmlinux. The maker is a plain class
-    with the same slots: its ``__init__`` stores each field with an ordinary (specialized)
-    attribute store, then the object becomes a ``cls``, which CPython allows between classes
-    of identical layout. That builds the same object about twice as fast as the frozen
-    ``__init__``. tests/test_btf.py checks that both constructors give equal objects.
+    vmlinux's 83k parameters hold 21k distinct ones. Keying by the u64 (see ``_pairs``)
+    rather than by a (name_off, type) tuple spares a tuple per parameter and makes each
+    lookup an int comparison.
     """
-    ns: dict[str, Any] = {"cls": cls}
-    args: list[str] = []
-    body: list[str] = []
-    for f in fields(cls):
-        if f.init:
-            args.append(f.name)
-            body.append(f"        self.{f.name} = {f.name}")
-        else:
-            ns[f"dflt_{f.name}"] = f.default
-            body.append(f"        self.{f.name} = dflt_{f.name}")
-    src = (f"class Make{cls.__name__}:\n    __slots__ = cls.__slots__\n"
-           f"    def __init__(self, {', '.join(args)}):\n" + "\n".join(body)
-           + "\n        self.__class__ = cls\n")
-    exec(src, ns)  # the same technique dataclasses uses to build __init__
-    make: _Maker = ns[f"Make{cls.__name__}"]
-    return make
 
+    __slots__ = ("_name_high", "_names")
 
-MAKERS: dict[type[Any], _Maker] = {
-    cls: _maker(cls)
-    for cls in (Array, DataSec, DeclTag, Enum, EnumValue, Float, Func, FuncProto, Fwd, Int,
-                Member, Param, Ptr, Qualifier, Struct, Typedef, Union_, Var, VarSecInfo)
-}
-
-
-class _Params(dict[tuple[int, int], Param]):
-    """(name_off, type) -> a shared Param: vmlinux's 83k parameters hold 21k distinct ones."""
-
-    __slots__ = ("_make", "_names")
-
-    def __init__(self, names: _Names) -> None:
+    def __init__(self, names: _Names, name_high: bool) -> None:
         super().__init__()
         self._names = names
-        self._make = MAKERS[Param]
+        self._name_high = name_high  # which half of the u64 holds name_off
 
-    def __missing__(self, key: tuple[int, int]) -> Param:
-        p: Param = self._make(self._names[key[0]], key[1])
-        self[key] = p
+    def __missing__(self, key: int) -> Param:
+        hi, lo = key >> 32, key & 0xFFFFFFFF
+        name_off, type_id = (hi, lo) if self._name_high else (lo, hi)
+        p = self[key] = _new(Param, (self._names[name_off], type_id))
         return p
+
+
+def _pairs(data: bytes, start: int, length: int, byteorder: str) -> tuple[array[int], array[int]]:
+    """The type section as u64s twice: from word 0 and from word 1, so the two words at
+    any word index i are element i >> 1 of one of them (``(even, odd)[i & 1]``).
+
+    Both halves are read in one C call per parameter list. Which half of the u64 is the
+    first word depends on the host's byte order and the data's: the caller's business.
+    """
+    end = start + length - length % 4
+    views = []
+    for first in (start, start + 4):
+        q = array("Q")
+        q.frombytes(bytes(data[first : end - (end - first) % 8]))
+        if byteorder != sys.byteorder:
+            q.byteswap()  # now each u64 holds the data's own order, host-readable
+        views.append(q)
+    return views[0], views[1]
 
 
 def decode_btf(data: bytes, *, where: str = ".BTF") -> Spec:
@@ -274,20 +262,18 @@ def _decode(data: bytes, where: str) -> Spec:
     ref = refs.append
     more_refs = refs.extend
     chain: dict[int, int] = {}
-    param = _Params(names).__getitem__
+    even, odd = _pairs(data, type_start, hdr.type_len, hdr.byteorder)
+    # A u64 read in byte order B from two words (first, second) written in B holds the
+    # first word high for big-endian B, low for little-endian B.
+    params = _Params(names, name_high=hdr.byteorder == "big")
+    param = params.__getitem__
     linkage = _LINKAGE
     encodings = _INT_ENCODING
     qualifiers = _QUALIFIER_KINDS
-    mk = MAKERS
-    proto, ptr = mk[FuncProto], mk[Ptr]
-    struct, union = mk[Struct], mk[Union_]
-    typedef, qualifier, array = mk[Typedef], mk[Qualifier], mk[Array]
-    enum, var = mk[Enum], mk[Var]
-    func, member, value = mk[Func], mk[Member], mk[EnumValue]
+    new = _new
     name_of = names.__getitem__
-    int_, fwd, datasec, secinfo = mk[Int], mk[Fwd], mk[DataSec], mk[VarSecInfo]
-    float_, decl_tag = mk[Float], mk[DeclTag]
-
+    # Trailers are built by map(): new(Member, fields) for each zipped fields tuple.
+    member, value = repeat(Member), repeat(EnumValue)
     i = at = 0
     tid = 1
     kind = 0
@@ -304,20 +290,20 @@ def _decode(data: bytes, where: str) -> Spec:
                 vlen = info & 0xFFFF
                 if vlen > 2:
                     raise BTFError(_at(tid, type_start + 4 * at, f"FUNC linkage {vlen} unknown"))
-                add(func(tid, name, su, linkage[vlen]))
+                add(new(Func, (tid, name, su, linkage[vlen])))
                 ref(su)
             elif kind == 13:  # FUNC_PROTO
-                e = i + 2 * (info & 0xFFFF)
+                vlen = info & 0xFFFF
+                e = i + 2 * vlen
                 if e > nw:
                     raise IndexError
-                chunk = w[i:e]
-                it = iter(chunk)
-                add(proto(tid, name, su, tuple(map(param, zip(it, it, strict=True)))))
+                h = i >> 1
+                add(new(FuncProto, (tid, name, su,
+                                    tuple(map(param, (odd if i & 1 else even)[h : h + vlen])))))
                 ref(su)
-                more_refs(chunk[1::2])
                 i = e
             elif kind == 2:  # PTR
-                add(ptr(tid, name, su))
+                add(new(Ptr, (tid, name, su)))
                 ref(su)
             elif kind == 4 or kind == 5:  # STRUCT, UNION
                 e = i + 3 * (info & 0xFFFF)
@@ -327,27 +313,28 @@ def _decode(data: bytes, where: str) -> Spec:
                 mtypes = chunk[1::3]
                 offsets = chunk[2::3]
                 if info >> 31:  # kind_flag: the offset packs bitfield_size << 24 | bit_offset
-                    members = tuple(map(member, map(name_of, chunk[0::3]), mtypes,
-                                        map(and_, offsets, repeat(0xFFFFFF)),
-                                        map(rshift, offsets, repeat(24))))
+                    members = tuple(map(new, member, zip(map(name_of, chunk[0::3]), mtypes,
+                                                          map(and_, offsets, repeat(0xFFFFFF)),
+                                                          map(rshift, offsets, repeat(24)))))
                 else:
-                    members = tuple(map(member, map(name_of, chunk[0::3]), mtypes, offsets,
-                                        repeat(0)))
-                add((struct if kind == 4 else union)(tid, name, su, members))
+                    members = tuple(map(new, member, zip(map(name_of, chunk[0::3]), mtypes, offsets,
+                                                          repeat(0))))
+                rec = (tid, name, su, members)
+                add(new(Struct, rec) if kind == 4 else new(Union_, rec))
                 more_refs(mtypes)
                 i = e
             elif kind == 10 or kind == 9 or kind == 11 or kind == 18:  # qualifiers, TYPE_TAG
-                add(qualifier(tid, name, su, qualifiers[kind]))
+                add(new(Qualifier, (tid, name, su, qualifiers[kind])))
                 ref(su)
                 chain[tid] = su
             elif kind == 8:  # TYPEDEF
-                add(typedef(tid, name, su))
+                add(new(Typedef, (tid, name, su)))
                 ref(su)
                 chain[tid] = su
             elif kind == 3:  # ARRAY
                 elem, index, nelems = w[i], w[i + 1], w[i + 2]
                 i += 3
-                add(array(tid, name, elem, index, nelems))
+                add(new(Array, (tid, name, elem, index, nelems)))
                 ref(elem)
                 ref(index)
                 chain[tid] = elem
@@ -357,9 +344,10 @@ def _decode(data: bytes, where: str) -> Spec:
                     raise IndexError
                 signed = bool(info >> 31)
                 chunk = w[i:e]
-                values = tuple(map(value, map(name_of, chunk[0::2]),
-                                   map(_s32, chunk[1::2]) if signed else chunk[1::2]))
-                add(enum(tid, name, su, signed, values, Kind.ENUM))
+                vals = chunk[1::2]
+                values = tuple(map(new, value, zip(map(name_of, chunk[0::2]),
+                                                   map(_s32, vals) if signed else vals)))
+                add(new(Enum, (tid, name, su, signed, values, Kind.ENUM)))
                 i = e
             elif kind == 19:  # ENUM64
                 e = i + 3 * (info & 0xFFFF)
@@ -368,39 +356,39 @@ def _decode(data: bytes, where: str) -> Spec:
                 signed = bool(info >> 31)
                 chunk = w[i:e]
                 wide = map(or_, map(lshift, chunk[2::3], repeat(32)), chunk[1::3])
-                values = tuple(map(value, map(name_of, chunk[0::3]),
-                                   map(_s64, wide) if signed else wide))
-                add(enum(tid, name, su, signed, values, Kind.ENUM64))
+                values = tuple(map(new, value, zip(map(name_of, chunk[0::3]),
+                                                   map(_s64, wide) if signed else wide)))
+                add(new(Enum, (tid, name, su, signed, values, Kind.ENUM64)))
                 i = e
             elif kind == 14:  # VAR
                 link = w[i]
                 i += 1
                 if link > 2:
                     raise BTFError(_at(tid, type_start + 4 * at, f"VAR linkage {link} unknown"))
-                add(var(tid, name, su, linkage[link]))
+                add(new(Var, (tid, name, su, linkage[link])))
                 ref(su)
             elif kind == 1:  # INT
                 v = w[i]
                 i += 1
-                add(int_(tid, name, su, encodings[v >> 24 & 0x0F], v >> 16 & 0xFF, v & 0xFF))
+                add(new(Int, (tid, name, su, encodings[v >> 24 & 0x0F], v >> 16 & 0xFF, v & 0xFF)))
             elif kind == 7:  # FWD
-                add(fwd(tid, name, bool(info >> 31)))
+                add(new(Fwd, (tid, name, bool(info >> 31))))
             elif kind == 15:  # DATASEC
                 e = i + 3 * (info & 0xFFFF)
                 if e > nw:
                     raise IndexError
                 vtypes = w[i:e:3]
-                add(datasec(tid, name, su, tuple(map(
-                    secinfo, vtypes, w[i + 1 : e : 3], w[i + 2 : e : 3]
-                ))))
+                add(new(DataSec, (tid, name, su, tuple(map(
+                    new, repeat(VarSecInfo), zip(vtypes, w[i + 1 : e : 3], w[i + 2 : e : 3])
+                )))))
                 more_refs(vtypes)
                 i = e
             elif kind == 16:  # FLOAT
-                add(float_(tid, name, su))
+                add(new(Float, (tid, name, su)))
             elif kind == 17:  # DECL_TAG
                 idx = _s32(w[i])
                 i += 1
-                add(decl_tag(tid, name, su, idx))
+                add(new(DeclTag, (tid, name, su, idx)))
                 ref(su)
             else:
                 raise BTFError(_at(tid, type_start + 4 * at, f"unknown kind {kind}"))
@@ -427,6 +415,8 @@ def _decode(data: bytes, where: str) -> Spec:
             "type record",
             where=where,
         )
+    if params:  # parameter types are checked once per distinct Param
+        ref(max(map(itemgetter(1), params.values())))
     if refs and max(refs) >= len(types):
         _check_refs(types, w, type_start, where)
     _check_cycles(chain, types, w, type_start, where)

@@ -1,11 +1,17 @@
-"""The BTF model: one frozen dataclass per kind.
+"""The BTF model: one immutable record class per kind.
 
 Types refer to each other by type id (an index into ``Spec.types``), not by object: BTF
 graphs have cycles (a struct holding a pointer to itself) and ids keep the model flat,
 hashable and cheap to build for vmlinux's ~130k types. Id 0 is ``Void``.
 
-``kind`` is a class attribute where a class stands for one kind, and a field only where it
-stands for several (``Enum``, ``Qualifier``): one slot less to fill for each of those objects.
+Records are ``NamedTuple``s rather than frozen dataclasses because the decoder builds
+~230k of them for vmlinux: ``tuple.__new__(cls, fields)`` makes one in C, where a frozen
+dataclass runs a Python ``__init__`` storing each field through ``object.__setattr__``
+(about 3x the instructions per object). ``@_record`` gives them dataclass equality:
+``Ptr(1, "", 2) != Typedef(1, "", 2)``, though both are the tuple ``(1, "", 2)``.
+
+``kind`` is a property where a class stands for one kind, and a field only where it stands
+for several (``Enum``, ``Qualifier``): one element less for each of those objects.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import ClassVar, Union
+from typing import Any, NamedTuple, TypeVar, Union
 
 
 class Kind(enum.IntEnum):
@@ -58,80 +64,118 @@ class Linkage(enum.IntEnum):
     EXTERN = 2
 
 
-@dataclass(frozen=True, slots=True)
-class Void:
+_R = TypeVar("_R")
+
+
+def _record_eq(self: tuple[Any, ...], other: object) -> bool:
+    return type(self) is type(other) and tuple.__eq__(self, other)
+
+
+def _record_ne(self: tuple[Any, ...], other: object) -> bool:
+    return not _record_eq(self, other)
+
+
+def _record(cls: type[_R]) -> type[_R]:
+    """Equal only to a record of the same class; hashed as the tuple (a cross-class hash
+    collision is harmless, a cross-class equality would not be)."""
+    cls.__eq__ = _record_eq  # type: ignore[assignment,method-assign]
+    cls.__ne__ = _record_ne  # type: ignore[assignment,method-assign]
+    cls.__hash__ = tuple.__hash__  # type: ignore[assignment,method-assign]
+    return cls
+
+
+@_record
+class Void(NamedTuple):
     id: int = 0
     name: str = ""
-    kind: ClassVar[Kind] = Kind.VOID
+
+    @property
+    def kind(self) -> Kind:
+        return Kind.VOID
 
 
-@dataclass(frozen=True, slots=True)
-class Int:
+@_record
+class Int(NamedTuple):
     id: int
     name: str
     size: int  # bytes
     encoding: IntEncoding
     offset: int  # BTF_INT_OFFSET, bits (always 0 from clang)
     bits: int  # BTF_INT_BITS
-    kind: ClassVar[Kind] = Kind.INT
+
+    @property
+    def kind(self) -> Kind:
+        return Kind.INT
 
     @property
     def signed(self) -> bool:
         return bool(self.encoding & IntEncoding.SIGNED)
 
 
-@dataclass(frozen=True, slots=True)
-class Ptr:
+@_record
+class Ptr(NamedTuple):
     id: int
     name: str
     type: int
-    kind: ClassVar[Kind] = Kind.PTR
+
+    @property
+    def kind(self) -> Kind:
+        return Kind.PTR
 
 
-@dataclass(frozen=True, slots=True)
-class Array:
+@_record
+class Array(NamedTuple):
     id: int
     name: str
     type: int
     index_type: int
     nelems: int
-    kind: ClassVar[Kind] = Kind.ARRAY
+
+    @property
+    def kind(self) -> Kind:
+        return Kind.ARRAY
 
 
-@dataclass(frozen=True, slots=True)
-class Member:
+@_record
+class Member(NamedTuple):
     name: str  # "" for anonymous struct/union members
     type: int
     bit_offset: int  # from the start of the enclosing struct/union
     bitfield_size: int  # 0 when not a bitfield
 
 
-@dataclass(frozen=True, slots=True)
-class Struct:
+@_record
+class Struct(NamedTuple):
     id: int
     name: str  # "" when anonymous
     size: int
     members: tuple[Member, ...]
-    kind: ClassVar[Kind] = Kind.STRUCT
+
+    @property
+    def kind(self) -> Kind:
+        return Kind.STRUCT
 
 
-@dataclass(frozen=True, slots=True)
-class Union_:
+@_record
+class Union_(NamedTuple):
     id: int
     name: str
     size: int
     members: tuple[Member, ...]
-    kind: ClassVar[Kind] = Kind.UNION
+
+    @property
+    def kind(self) -> Kind:
+        return Kind.UNION
 
 
-@dataclass(frozen=True, slots=True)
-class EnumValue:
+@_record
+class EnumValue(NamedTuple):
     name: str
     value: int  # already sign-interpreted when the enum is signed
 
 
-@dataclass(frozen=True, slots=True)
-class Enum:
+@_record
+class Enum(NamedTuple):
     """ENUM and ENUM64 both decode to this; ``kind`` keeps which one it was."""
 
     id: int
@@ -142,24 +186,30 @@ class Enum:
     kind: Kind = Kind.ENUM
 
 
-@dataclass(frozen=True, slots=True)
-class Fwd:
+@_record
+class Fwd(NamedTuple):
     id: int
     name: str
     is_union: bool  # kind_flag
-    kind: ClassVar[Kind] = Kind.FWD
+
+    @property
+    def kind(self) -> Kind:
+        return Kind.FWD
 
 
-@dataclass(frozen=True, slots=True)
-class Typedef:
+@_record
+class Typedef(NamedTuple):
     id: int
     name: str
     type: int
-    kind: ClassVar[Kind] = Kind.TYPEDEF
+
+    @property
+    def kind(self) -> Kind:
+        return Kind.TYPEDEF
 
 
-@dataclass(frozen=True, slots=True)
-class Qualifier:
+@_record
+class Qualifier(NamedTuple):
     """VOLATILE, CONST, RESTRICT and TYPE_TAG: a name (TYPE_TAG only) over another type."""
 
     id: int
@@ -168,70 +218,88 @@ class Qualifier:
     kind: Kind
 
 
-@dataclass(frozen=True, slots=True)
-class Func:
+@_record
+class Func(NamedTuple):
     id: int
     name: str
     type: int  # a FuncProto
     linkage: Linkage
-    kind: ClassVar[Kind] = Kind.FUNC
+
+    @property
+    def kind(self) -> Kind:
+        return Kind.FUNC
 
 
-@dataclass(frozen=True, slots=True)
-class Param:
+@_record
+class Param(NamedTuple):
     name: str
     type: int  # 0 with an empty name marks a trailing "..."
 
 
-@dataclass(frozen=True, slots=True)
-class FuncProto:
+@_record
+class FuncProto(NamedTuple):
     id: int
     name: str
     return_type: int
     params: tuple[Param, ...]
-    kind: ClassVar[Kind] = Kind.FUNC_PROTO
+
+    @property
+    def kind(self) -> Kind:
+        return Kind.FUNC_PROTO
 
 
-@dataclass(frozen=True, slots=True)
-class Var:
+@_record
+class Var(NamedTuple):
     id: int
     name: str
     type: int
     linkage: Linkage
-    kind: ClassVar[Kind] = Kind.VAR
+
+    @property
+    def kind(self) -> Kind:
+        return Kind.VAR
 
 
-@dataclass(frozen=True, slots=True)
-class VarSecInfo:
+@_record
+class VarSecInfo(NamedTuple):
     type: int  # a Var (or a Func for extern ksyms)
     offset: int
     size: int
 
 
-@dataclass(frozen=True, slots=True)
-class DataSec:
+@_record
+class DataSec(NamedTuple):
     id: int
     name: str
     size: int
     vars: tuple[VarSecInfo, ...]
-    kind: ClassVar[Kind] = Kind.DATASEC
+
+    @property
+    def kind(self) -> Kind:
+        return Kind.DATASEC
 
 
-@dataclass(frozen=True, slots=True)
-class Float:
+@_record
+class Float(NamedTuple):
     id: int
     name: str
     size: int
-    kind: ClassVar[Kind] = Kind.FLOAT
+
+    @property
+    def kind(self) -> Kind:
+        return Kind.FLOAT
 
 
-@dataclass(frozen=True, slots=True)
-class DeclTag:
+@_record
+class DeclTag(NamedTuple):
     id: int
     name: str
     type: int
     component_idx: int  # -1: the tag applies to the type itself
-    kind: ClassVar[Kind] = Kind.DECL_TAG
+
+    @property
+    def kind(self) -> Kind:
+        return Kind.DECL_TAG
 
 
 Type = Union[  # noqa: UP007 (a runtime alias; kept as the model defines it)
