@@ -16,16 +16,20 @@ from ebpf_gen.btf import wire
 from ebpf_gen.btf.decode import decode_btf
 from ebpf_gen.btf.raw import dump_raw
 from ebpf_gen.btf.types import (
+    Deferred,
     Enum,
     EnumValue,
     Func,
+    FuncProto,
     Kind,
     Linkage,
     Member,
     Param,
     Ptr,
     Spec,
+    Struct,
     Typedef,
+    Union_,
     Void,
 )
 from ebpf_gen.errors import BTFError
@@ -297,6 +301,55 @@ def test_corrupted_records_name_their_type_and_offset(sample: bytes, order: str)
                               Kind.VAR, Kind.RESTRICT, Kind.TYPE_TAG, Kind.DECL_TAG):
             expect_btf_error(_patch(data, at + 8, 1_000_000),
                              contains=f"type id {tid} at offset {at}")
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_corrupted_trailers_are_caught_at_decode(objects: dict[tuple[str, str], Path],
+                                                 target: str) -> None:
+    """Members and parameters are built on first use, but checked when decoded: a bad
+    name offset or type id in any of them fails decode_btf, naming its record."""
+    data = btf_section(objects["kinds", target])
+    spec = decode_btf(data)
+    offs = record_offsets(data)
+    checked = 0
+    for t in spec:
+        if isinstance(t, (Struct, Union_)) and t.members:
+            width = 3
+        elif isinstance(t, FuncProto) and t.params:
+            width = 2
+        else:
+            continue
+        at = offs[t.id]
+        last = at + 12 + 4 * width * (len(t[3]) - 1)  # the last member or parameter
+        where = f"type id {t.id} at offset {at}"
+        expect_btf_error(_patch(data, last, 0x7FFFFFFF), contains=f"{where}: name offset")
+        err = expect_btf_error(_patch(data, last + 4, 1_000_000), contains=where)
+        assert "refers to type id 1000000" in str(err), err
+        checked += 1
+    assert checked >= 3
+
+
+def test_lazy_and_eager_decode_agree(objects: dict[tuple[str, str], Path]) -> None:
+    for target in TARGETS:
+        data = btf_section(objects["kinds", target])
+        lazy, eager = decode_btf(data), decode_btf(data, lazy=False)
+        assert lazy.types == eager.types and hash(lazy.types) == hash(eager.types)
+        assert repr(lazy.types) == repr(eager.types)
+        deferred = 0
+        for t, e in zip(lazy, eager, strict=True):
+            if isinstance(t, (Struct, Union_, FuncProto)):
+                field, built = t[3], e[3]  # the raw fields
+                assert type(built) is tuple
+                if type(field) is not Deferred:
+                    continue
+                deferred += 1
+                assert field == built and built == field and hash(field) == hash(built)
+                assert tuple(field) == built and len(field) == len(built)
+                assert repr(field) == repr(built)
+                # Loaded once: the same tuple on every read.
+                read = t.members if isinstance(t, (Struct, Union_)) else t.params
+                assert read is field.get() and read == built
+        assert deferred >= 3
 
 
 def test_typedef_cycle_is_rejected() -> None:

@@ -10,6 +10,11 @@ dataclass runs a Python ``__init__`` storing each field through ``object.__setat
 (about 3x the instructions per object). ``@_record`` gives them dataclass equality:
 ``Ptr(1, "", 2) != Typedef(1, "", 2)``, though both are the tuple ``(1, "", 2)``.
 
+``Struct.members``, ``Union_.members`` and ``FuncProto.params`` may be decoded on first use
+(``Deferred``): they are two thirds of vmlinux's objects, and a generator reading an
+object file's BTF, or one type out of vmlinux, needs few of them. Records compare, hash
+and print the same either way.
+
 ``kind`` is a property where a class stands for one kind, and a field only where it stands
 for several (``Enum``, ``Qualifier``): one element less for each of those objects.
 """
@@ -17,7 +22,7 @@ for several (``Enum``, ``Qualifier``): one element less for each of those object
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar, Union
 
@@ -300,6 +305,65 @@ class DeclTag(NamedTuple):
     @property
     def kind(self) -> Kind:
         return Kind.DECL_TAG
+
+
+class Deferred(tuple):  # type: ignore[type-arg]
+    """A record field decoded on first use: ``(load, *args)`` stands for ``load(self)``.
+
+    The record holds this in place of the field's tuple; the field's property returns
+    ``get()``, and ``load`` caches, so every read gives the same tuple. It compares,
+    hashes, prints and iterates as that tuple, for code that reaches it by index.
+    """
+
+    __slots__ = ()
+
+    def get(self) -> tuple[Any, ...]:
+        load: Callable[[Deferred], tuple[Any, ...]] = tuple.__getitem__(self, 0)
+        return load(self)
+
+    def __eq__(self, other: object) -> bool:
+        return self.get() == (other.get() if type(other) is Deferred else other)
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    def __hash__(self) -> int:
+        return hash(self.get())
+
+    def __repr__(self) -> str:
+        return repr(self.get())
+
+    def __len__(self) -> int:
+        return len(self.get())
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.get())
+
+    def __getitem__(self, index: Any) -> Any:
+        return self.get()[index]
+
+    def __contains__(self, item: object) -> bool:
+        return item in self.get()
+
+
+def _deferrable(index: int, doc: str) -> property:
+    def get(self: tuple[Any, ...]) -> Any:
+        value = self[index]
+        if type(value) is Deferred:
+            return tuple.__getitem__(value, 0)(value)  # Deferred.get, one call less
+        return value
+
+    return property(get, doc=doc)
+
+
+for _cls, _field, _doc in (
+    (Struct, "members", "The members, decoded on first use when the decoder deferred them."),
+    (Union_, "members", "The members, decoded on first use when the decoder deferred them."),
+    (FuncProto, "params", "The parameters, decoded on first use when the decoder deferred them."),
+):
+    # Replaces the NamedTuple's own accessor; the field itself (position, _replace, the
+    # constructor) is unchanged.
+    setattr(_cls, _field, _deferrable(_cls._fields.index(_field), _doc))
 
 
 Type = Union[  # noqa: UP007 (a runtime alias; kept as the model defines it)

@@ -112,8 +112,9 @@ def read_header(data: bytes, where: str = ".BTF") -> Header:
     return Header(order, version, flags, hdr_len, type_off, type_len, str_off, str_len)
 
 
-def u32_words(data: bytes, start: int, length: int, byteorder: str) -> list[int]:
-    """The bytes ``data[start:start+length]`` as u32 words (a trailing partial word is dropped)."""
+def u32_array(data: bytes, start: int, length: int, byteorder: str) -> array[int]:
+    """The bytes ``data[start:start+length]`` as u32 words in host order (a trailing
+    partial word is dropped)."""
     words = array("I")
     if words.itemsize != 4:  # pragma: no cover - every CPython platform we target has 4
         words = array("L")
@@ -121,4 +122,9 @@ def u32_words(data: bytes, start: int, length: int, byteorder: str) -> list[int]
     words.frombytes(bytes(data[start:end]))
     if byteorder != sys.byteorder:
         words.byteswap()
-    return words.tolist()
+    return words
+
+
+def u32_words(data: bytes, start: int, length: int, byteorder: str) -> list[int]:
+    """The bytes ``data[start:start+length]`` as u32 words (a trailing partial word is dropped)."""
+    return u32_array(data, start, length, byteorder).tolist()
