@@ -6,6 +6,8 @@ naming a byte offset, never another exception."""
 
 from __future__ import annotations
 
+import copy
+import pickle
 import re
 import struct
 import subprocess
@@ -350,6 +352,11 @@ def test_lazy_and_eager_decode_agree(objects: dict[tuple[str, str], Path]) -> No
                 read = t.members if isinstance(t, (Struct, Union_)) else t.params
                 assert read is field.get() and read == built
         assert deferred >= 3
+        # deepcopy and pickle carry the loaded tuples, not the loader and its words.
+        for copied in (copy.deepcopy(lazy.types), pickle.loads(pickle.dumps(lazy.types))):
+            assert copied == eager.types
+            assert all(type(t[3]) is tuple for t in copied
+                       if isinstance(t, (Struct, Union_, FuncProto)))
 
 
 def test_typedef_cycle_is_rejected() -> None:

@@ -345,6 +345,10 @@ class Deferred(tuple):  # type: ignore[type-arg]
     def __contains__(self, item: object) -> bool:
         return item in self.get()
 
+    def __reduce__(self) -> tuple[type[tuple[Any, ...]], tuple[tuple[Any, ...]]]:
+        # copy, deepcopy and pickle see the loaded tuple, never the loader.
+        return tuple, (self.get(),)
+
 
 def _deferrable(index: int, doc: str) -> property:
     def get(self: tuple[Any, ...]) -> Any:
