@@ -1,2 +1,2 @@
 """BTF, layered like cilium/ebpf's btf package: wire (on-disk structs, Kind) ->
-decode (bytes to model) -> types (frozen dataclasses) -> raw (bpftool's text form)."""
+decode (bytes to model) -> types (immutable NamedTuple records) -> raw (bpftool's text form)."""

@@ -7,7 +7,7 @@ hashable and cheap to build for vmlinux's ~130k types. Id 0 is ``Void``.
 Records are ``NamedTuple``s rather than frozen dataclasses because the decoder builds
 ~230k of them for vmlinux: ``tuple.__new__(cls, fields)`` makes one in C, where a frozen
 dataclass runs a Python ``__init__`` storing each field through ``object.__setattr__``
-(about 3x the instructions per object). ``@_record`` gives them dataclass equality:
+(about twice the instructions per object). ``@_record`` gives them dataclass equality:
 ``Ptr(1, "", 2) != Typedef(1, "", 2)``, though both are the tuple ``(1, "", 2)``.
 
 ``Struct.members``, ``Union_.members`` and ``FuncProto.params`` may be decoded on first use
