@@ -7,6 +7,8 @@ ebpf_gen in this process, BCC (open_perf_buffer/open_ring_buffer, a ctypes callb
 event that casts the record to the event struct) under /usr/bin/python3 in a subprocess.
 The producer is pinned to one CPU and the reader to another when there are two.
 
+Rows: ebpf_gen's own reader; for perf, the same with bcc's wakeup-per-event policy; ebpf_gen
+with libbpf's reader (what weakly ordered CPUs get, see ebpf_gen.runtime.events); bcc.
 Printed per buffer kind: events offered/s, drained/s, lost (offered - drained; for perf also
 the kernel's PERF_RECORD_LOST count), and our drained rate over BCC's. The offered rate
 depends on the reader: a perf wakeup per event (bcc's default, and our wakeup_bytes=0 row)
@@ -226,11 +228,13 @@ def compile_object(pid: int, workdir: Path) -> Path:
 
 
 def run_ours(
-    kind: str, seconds: float, cpus: tuple[str, str], workdir: Path, wakeup_bytes: int | None
+    kind: str, seconds: float, cpus: tuple[str, str], workdir: Path, wakeup_bytes: int | None,
+    reader_kind: str = "mmap",
 ) -> Result:
     from ebpf_gen.runtime.events import PerfEventArray, RingBuf
     from ebpf_gen.runtime.spec import MapKind, MapSpec
 
+    os.environ["EBPF_GEN_EVENT_READER"] = reader_kind  # read when the map opens its reader
     producer = start_producer(seconds, cpus[0])
     loaded = _DirectObject(compile_object(producer.pid, workdir),
                            "perf_out" if kind == "perf" else "ring_out")
@@ -259,6 +263,7 @@ def run_ours(
         os.sched_setaffinity(0, range(os.cpu_count() or 1))
         reader.close()
         loaded.close()
+        del os.environ["EBPF_GEN_EVENT_READER"]
 
 
 def run_bcc(kind: str, seconds: float, cpus: tuple[str, str]) -> Result:
@@ -364,6 +369,10 @@ def main() -> None:
                 # bcc's wakeup policy (one per event), to compare the readers alone.
                 rows.append(("ebpf_gen wakeup/event",
                              run_ours(kind, args.seconds, cpus, Path(tmp), 0)))
+            # libbpf's reader, which weakly ordered CPUs get (a callback per record, like bcc).
+            rows.append(("ebpf_gen libbpf reader",
+                         run_ours(kind, args.seconds, cpus, Path(tmp), args.wakeup_bytes,
+                                  reader_kind="libbpf")))
             rows.append(("bcc", run_bcc(kind, args.seconds, cpus)))
             report(kind, rows)
 

@@ -25,7 +25,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from ebpf_gen.runtime import PerfEventArray, RingBuf
+from ebpf_gen.runtime import PerfEventArray, RingBuf, events
 
 from .conftest import REPO, require_tool
 from .vm.kernel_features import lacks
@@ -153,8 +153,16 @@ def pinned() -> Iterator[int]:
         os.sched_setaffinity(0, before)
 
 
+@pytest.fixture(params=["mmap", "libbpf"])
+def reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both readers, whatever this CPU would pick: ours (mmap, batched; x86) and libbpf's
+    (the weakly ordered CPUs')."""
+    monkeypatch.setenv("EBPF_GEN_EVENT_READER", request.param)
+    return str(request.param)
+
+
 @pytest.fixture
-def objs(skel: ModuleType) -> Iterator[Any]:
+def objs(skel: ModuleType, reader: str) -> Iterator[Any]:
     with skel.load(constants={"target_pid": os.getpid()}) as loaded:
         yield loaded
 
@@ -185,6 +193,19 @@ def test_handles_are_typed(objs: Any, skel: ModuleType) -> None:
     assert isinstance(objs.maps.perf_events, PerfEventArray)
     assert isinstance(objs.maps.ring_events, RingBuf)
     assert objs.maps.perf_events.spec.event is skel.Event
+
+
+def test_reader_choice(objs: Any, reader: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    got = {type(objs.maps.perf_events._reader).__name__,
+           type(objs.maps.ring_events._reader).__name__}
+    assert got == ({"_PerfReader", "_RingBufReader"} if reader == "mmap"
+                   else {"_LibbpfPerfReader", "_LibbpfRingReader"})
+    monkeypatch.delenv("EBPF_GEN_EVENT_READER")
+    tso = os.uname().machine in ("x86_64", "i386", "i686")
+    assert events.reader_kind() == ("mmap" if tso else "libbpf")
+    monkeypatch.setenv("EBPF_GEN_EVENT_READER", "fast")
+    with pytest.raises(ValueError, match="EBPF_GEN_EVENT_READER='fast': want one of mmap"):
+        events.reader_kind()
 
 
 def test_perf_events_in_order_with_values(objs: Any, skel: ModuleType) -> None:

@@ -16,8 +16,11 @@ exact.
 
 Memory ordering: the kernel publishes ``data_head``/``producer_pos`` and record headers
 with release stores; reading them with plain loads before the records, and writing the
-tail after copying, is correct under x86-64's TSO, which is the architecture the project
-targets. Weakly ordered CPUs (arm64) would need real barriers that CPython cannot emit.
+tail after copying, is correct under x86's TSO. Weakly ordered CPUs (arm64, riscv64,
+ppc64) need acquire/release barriers that CPython cannot emit, so there the maps are read
+by libbpf's own ``perf_buffer``/``ring_buffer`` (C code with the barriers), which calls
+back into Python once per record: correct, and as slow as bcc. ``EBPF_GEN_EVENT_READER``
+(``mmap`` or ``libbpf``) overrides the choice; the tests run both on x86.
 
 ``lost`` counts samples the kernel dropped because a perf ring was full (PERF_RECORD_LOST
 records, counted as they are read). A BPF ring buffer has no such report: when it is full
@@ -75,6 +78,14 @@ _RINGBUF_DISCARD = 1 << 30
 _RINGBUF_HDR = 8
 
 _SYS_PERF_EVENT_OPEN = {"x86_64": 298, "aarch64": 241, "riscv64": 241, "s390x": 331}
+# Where plain loads and stores are ordered enough for the mmap readers (TSO).
+_TSO_MACHINES = ("x86_64", "i386", "i686")
+_READERS = ("mmap", "libbpf")
+# libbpf callbacks: ring_buffer_sample_fn and perf_buffer_event_fn.
+_RING_SAMPLE_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p,
+                                   ctypes.c_size_t)
+_PERF_EVENT_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p)
+_LIBBPF_PERF_EVENT_CONT = -2  # enum bpf_perf_event_ret: go on with the next record
 
 # Header of a PERF_RECORD_SAMPLE with only PERF_SAMPLE_RAW: type, misc, size, raw size.
 _SAMPLE_HDR = struct.Struct("<IHHI")
@@ -137,12 +148,23 @@ def online_cpus() -> list[int]:
     return cpus
 
 
-def _perf_event_open(cpu: int, wakeup_bytes: int) -> int:
-    machine = os.uname().machine  # platform.machine(), without importing platform
-    sysno = _SYS_PERF_EVENT_OPEN.get(machine)
-    if sysno is None:
-        raise OSError(f"perf_event_open: unknown syscall number on {machine}")
-    attr = _PerfEventAttr(
+def reader_kind() -> str:
+    """Which reader event maps open: ``mmap`` (ours, batched) where the CPU is TSO, else
+    ``libbpf`` (see the module docstring); ``EBPF_GEN_EVENT_READER`` overrides."""
+    forced = os.environ.get("EBPF_GEN_EVENT_READER")
+    if forced:
+        if forced not in _READERS:
+            raise ValueError(
+                f"EBPF_GEN_EVENT_READER={forced!r}: want one of {', '.join(_READERS)}"
+            )
+        return forced
+    return "mmap" if os.uname().machine in _TSO_MACHINES else "libbpf"
+
+
+def _bpf_output_attr(wakeup_bytes: int) -> _PerfEventAttr:
+    """A BPF_OUTPUT software event sampling raw records; woken per event, or once
+    ``wakeup_bytes`` are pending (watermark)."""
+    return _PerfEventAttr(
         type=_PERF_TYPE_SOFTWARE,
         size=ctypes.sizeof(_PerfEventAttr),
         config=_PERF_COUNT_SW_BPF_OUTPUT,
@@ -151,6 +173,14 @@ def _perf_event_open(cpu: int, wakeup_bytes: int) -> int:
         flags=_PERF_ATTR_WATERMARK if wakeup_bytes else 0,
         wakeup=wakeup_bytes or 1,
     )
+
+
+def _perf_event_open(cpu: int, wakeup_bytes: int) -> int:
+    machine = os.uname().machine  # platform.machine(), without importing platform
+    sysno = _SYS_PERF_EVENT_OPEN.get(machine)
+    if sysno is None:
+        raise OSError(f"perf_event_open: unknown syscall number on {machine}")
+    attr = _bpf_output_attr(wakeup_bytes)
     fd = int(
         _libc().syscall(
             ctypes.c_long(sysno), ctypes.byref(attr), ctypes.c_int(-1), ctypes.c_int(cpu),
@@ -335,15 +365,18 @@ class _Reader:
         self._epoll.close()
 
 
+def _perf_wakeup(name: str, pages: int, wakeup_bytes: int | None) -> int:
+    if pages <= 0 or pages & (pages - 1):
+        raise ValueError(f"perf map {name!r}: pages must be a power of 2, got {pages}")
+    return pages * PAGE_SIZE // 4 if wakeup_bytes is None else wakeup_bytes
+
+
 class _PerfReader(_Reader):
     def __init__(
         self, map_fd: int, name: str, event: type[Any] | None, pages: int,
         wakeup_bytes: int | None,
     ) -> None:
-        if pages <= 0 or pages & (pages - 1):
-            raise ValueError(f"perf map {name!r}: pages must be a power of 2, got {pages}")
-        if wakeup_bytes is None:
-            wakeup_bytes = pages * PAGE_SIZE // 4
+        wakeup_bytes = _perf_wakeup(name, pages, wakeup_bytes)
         super().__init__()
         self._map_fd = map_fd
         self._decoder = _Decoder(event)
@@ -476,6 +509,113 @@ class _RingBufReader(_Reader):
         super().close()
 
 
+class _LibbpfPerfReader(_Reader):
+    """libbpf's perf_buffer (raw: our attr, so ``wakeup_bytes`` keeps its meaning), one
+    Python callback per record."""
+
+    def __init__(
+        self, map_fd: int, name: str, event: type[Any] | None, pages: int,
+        wakeup_bytes: int | None,
+    ) -> None:
+        wakeup_bytes = _perf_wakeup(name, pages, wakeup_bytes)
+        super().__init__()
+        self._map_fd = map_fd
+        self._decoder = _Decoder(event)
+        self.recheck = RECHECK if wakeup_bytes else None
+        self._batch: list[Any] = []
+        self._attr = _bpf_output_attr(wakeup_bytes)
+        self._callback = _PERF_EVENT_FN(self._record)  # held: libbpf keeps the pointer
+        lib = libbpf.lib()
+        self._pb: int | None = None
+        try:
+            self._pb = libbpf.check_ptr(
+                lib.perf_buffer__new_raw(map_fd, pages, ctypes.byref(self._attr),
+                                         ctypes.cast(self._callback, ctypes.c_void_p),
+                                         None, None),
+                f"perf map {name!r}: perf_buffer__new_raw",
+            )
+            self._epoll.register(lib.perf_buffer__epoll_fd(self._pb), select.EPOLLIN)
+        except BaseException:
+            self.close()
+            raise
+
+    def _record(self, _ctx: Any, _cpu: int, header: int) -> int:
+        rtype = ctypes.c_uint32.from_address(header).value
+        if rtype == _PERF_RECORD_SAMPLE:  # header (8), u32 raw size, raw data
+            raw = ctypes.c_uint32.from_address(header + 8).value
+            if raw < self._decoder.size:
+                self.short += 1
+            self._batch.append(self._decoder.one(ctypes.string_at(header + 12, raw), 0, raw))
+        elif rtype == _PERF_RECORD_LOST:  # header, u64 id, u64 lost
+            self.lost += ctypes.c_uint64.from_address(header + 16).value
+        return _LIBBPF_PERF_EVENT_CONT
+
+    def drain(self) -> list[Any]:
+        if self._pb is None:
+            return []
+        libbpf.check(libbpf.lib().perf_buffer__consume(self._pb), "perf_buffer__consume")
+        out, self._batch = self._batch, []
+        return out
+
+    def close(self) -> None:
+        if self._pb is not None:
+            libbpf.lib().perf_buffer__free(self._pb)
+            self._pb = None
+            # As _PerfReader does: the map's own references to the perf events go too.
+            for cpu in online_cpus():
+                key = ctypes.c_int(cpu)
+                libbpf.lib().bpf_map_delete_elem(self._map_fd, ctypes.byref(key))
+        super().close()
+
+
+class _LibbpfRingReader(_Reader):
+    """libbpf's ring_buffer, one Python callback per record."""
+
+    def __init__(self, map_fd: int, name: str, event: type[Any] | None) -> None:
+        super().__init__()
+        self._decoder = _Decoder(event)
+        self._batch: list[Any] = []
+        self._callback = _RING_SAMPLE_FN(self._record)  # held: libbpf keeps the pointer
+        lib = libbpf.lib()
+        self._rb: int | None = None
+        try:
+            self._rb = libbpf.check_ptr(
+                lib.ring_buffer__new(map_fd, ctypes.cast(self._callback, ctypes.c_void_p),
+                                     None, None),
+                f"ring buffer {name!r}: ring_buffer__new",
+            )
+            self._epoll.register(lib.ring_buffer__epoll_fd(self._rb), select.EPOLLIN)
+        except BaseException:
+            self.close()
+            raise
+
+    def _record(self, _ctx: Any, data: int, size: int) -> int:
+        if size < self._decoder.size:
+            self.short += 1
+        self._batch.append(self._decoder.one(ctypes.string_at(data, size), 0, size))
+        return 0
+
+    def drain(self) -> list[Any]:
+        if self._rb is None:
+            return []
+        libbpf.check(libbpf.lib().ring_buffer__consume(self._rb), "ring_buffer__consume")
+        out, self._batch = self._batch, []
+        return out
+
+    def close(self) -> None:
+        if self._rb is not None:
+            libbpf.lib().ring_buffer__free(self._rb)
+            self._rb = None
+        super().close()
+
+
+def _perf_reader(
+    map_fd: int, name: str, event: type[Any] | None, pages: int, wakeup_bytes: int | None,
+) -> _Reader:
+    cls = _PerfReader if reader_kind() == "mmap" else _LibbpfPerfReader
+    return cls(map_fd, name, event, pages, wakeup_bytes)
+
+
 class _EventMap(Map, Generic[E]):
     """Shared surface of the two event maps; the reader is opened with the map."""
 
@@ -531,14 +671,15 @@ class PerfEventArray(_EventMap[E]):
     ) -> None:
         super().__init__(spec, fd, owner)
         self._reader = None
-        self._reader = _PerfReader(fd, spec.name, spec.event, pages, wakeup_bytes)
+        self._reader = _perf_reader(fd, spec.name, spec.event, pages, wakeup_bytes)
 
     def resize(self, pages: int, wakeup_bytes: int | None = None) -> None:
         """Reopen the rings with ``pages`` data pages per CPU (events not yet read are lost)."""
         reader = self._open_reader()
         reader.close()
         self._reader = None
-        self._reader = _PerfReader(self.fd, self.spec.name, self.spec.event, pages, wakeup_bytes)
+        self._reader = _perf_reader(self.fd, self.spec.name, self.spec.event, pages,
+                                    wakeup_bytes)
 
 
 class RingBuf(_EventMap[E]):
@@ -556,7 +697,10 @@ class RingBuf(_EventMap[E]):
         self._reader = None
         # max_entries may have been changed at open time: the kernel's value, not the spec's.
         size = int(libbpf.map_info(fd).max_entries)
-        self._reader = _RingBufReader(fd, spec.name, spec.event, size)
+        if reader_kind() == "mmap":
+            self._reader = _RingBufReader(fd, spec.name, spec.event, size)
+        else:
+            self._reader = _LibbpfRingReader(fd, spec.name, spec.event)
 
     @property
     def lost(self) -> int:

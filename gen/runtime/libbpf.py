@@ -148,6 +148,17 @@ _PROTOTYPES: dict[str, tuple[Any, list[Any]]] = {
     "bpf_map_lookup_and_delete_elem": (c_int, [c_int, c_void_p, c_void_p]),
     "bpf_obj_get_info_by_fd": (c_int, [c_int, c_void_p, ctypes.POINTER(c_uint32)]),
     "libbpf_set_print": (c_void_p, [c_void_p]),
+    # libbpf's own event readers (events.py uses them where plain loads are not enough).
+    "ring_buffer__new": (c_void_p, [c_int, c_void_p, c_void_p, c_void_p]),
+    "ring_buffer__consume": (c_int, [c_void_p]),
+    "ring_buffer__epoll_fd": (c_int, [c_void_p]),
+    "ring_buffer__free": (None, [c_void_p]),
+    "perf_buffer__new_raw": (
+        c_void_p, [c_int, c_size_t, c_void_p, c_void_p, c_void_p, c_void_p],
+    ),
+    "perf_buffer__consume": (c_int, [c_void_p]),
+    "perf_buffer__epoll_fd": (c_int, [c_void_p]),
+    "perf_buffer__free": (None, [c_void_p]),
 }
 
 _PRINT_FN = ctypes.CFUNCTYPE(c_int, c_int, c_char_p, c_void_p)
