@@ -509,104 +509,98 @@ class _RingBufReader(_Reader):
         super().close()
 
 
-class _LibbpfPerfReader(_Reader):
-    """libbpf's perf_buffer (raw: our attr, so ``wakeup_bytes`` keeps its meaning), one
-    Python callback per record."""
+class _LibbpfReader(_Reader):
+    """What libbpf's two readers share: a handle whose epoll fd joins ours, consumed into a
+    batch by one Python callback per record. Subclasses name the libbpf functions."""
+
+    _consume = _epoll_fd = _free = ""
+
+    def __init__(self, event: type[Any] | None, open_handle: Callable[[], int | None],
+                 what: str) -> None:
+        super().__init__()
+        self._decoder = _Decoder(event)
+        self._batch: list[Any] = []
+        self._handle: int | None = None
+        try:
+            self._handle = libbpf.check_ptr(open_handle(), what)
+            fd = getattr(libbpf.lib(), self._epoll_fd)(self._handle)
+            self._epoll.register(fd, select.EPOLLIN)
+        except BaseException:
+            self.close()
+            raise
+
+    def _keep(self, data: int, size: int) -> None:
+        if size < self._decoder.size:
+            self.short += 1
+        self._batch.append(self._decoder.one(ctypes.string_at(data, size), 0, size))
+
+    def drain(self) -> list[Any]:
+        if self._handle is None:
+            return []
+        libbpf.check(getattr(libbpf.lib(), self._consume)(self._handle), self._consume)
+        out, self._batch = self._batch, []
+        return out
+
+    def close(self) -> None:
+        if self._handle is not None:
+            getattr(libbpf.lib(), self._free)(self._handle)
+            self._handle = None
+        super().close()
+
+
+class _LibbpfPerfReader(_LibbpfReader):
+    """libbpf's perf_buffer, raw: our perf_event_attr, so ``wakeup_bytes`` keeps its
+    meaning and PERF_RECORD_LOST records reach ``lost``."""
+
+    _consume, _epoll_fd, _free = (
+        "perf_buffer__consume", "perf_buffer__epoll_fd", "perf_buffer__free")
 
     def __init__(
         self, map_fd: int, name: str, event: type[Any] | None, pages: int,
         wakeup_bytes: int | None,
     ) -> None:
         wakeup_bytes = _perf_wakeup(name, pages, wakeup_bytes)
-        super().__init__()
         self._map_fd = map_fd
-        self._decoder = _Decoder(event)
-        self.recheck = RECHECK if wakeup_bytes else None
-        self._batch: list[Any] = []
         self._attr = _bpf_output_attr(wakeup_bytes)
         self._callback = _PERF_EVENT_FN(self._record)  # held: libbpf keeps the pointer
-        lib = libbpf.lib()
-        self._pb: int | None = None
-        try:
-            self._pb = libbpf.check_ptr(
-                lib.perf_buffer__new_raw(map_fd, pages, ctypes.byref(self._attr),
-                                         ctypes.cast(self._callback, ctypes.c_void_p),
-                                         None, None),
-                f"perf map {name!r}: perf_buffer__new_raw",
-            )
-            self._epoll.register(lib.perf_buffer__epoll_fd(self._pb), select.EPOLLIN)
-        except BaseException:
-            self.close()
-            raise
+        super().__init__(event, lambda: libbpf.lib().perf_buffer__new_raw(
+            map_fd, pages, ctypes.byref(self._attr),
+            ctypes.cast(self._callback, ctypes.c_void_p), None, None,
+        ), f"perf map {name!r}: perf_buffer__new_raw")
+        self.recheck = RECHECK if wakeup_bytes else None
 
     def _record(self, _ctx: Any, _cpu: int, header: int) -> int:
         rtype = ctypes.c_uint32.from_address(header).value
-        if rtype == _PERF_RECORD_SAMPLE:  # header (8), u32 raw size, raw data
-            raw = ctypes.c_uint32.from_address(header + 8).value
-            if raw < self._decoder.size:
-                self.short += 1
-            self._batch.append(self._decoder.one(ctypes.string_at(header + 12, raw), 0, raw))
+        if rtype == _PERF_RECORD_SAMPLE:  # header (8 bytes), u32 raw size, raw data
+            self._keep(header + 12, ctypes.c_uint32.from_address(header + 8).value)
         elif rtype == _PERF_RECORD_LOST:  # header, u64 id, u64 lost
             self.lost += ctypes.c_uint64.from_address(header + 16).value
         return _LIBBPF_PERF_EVENT_CONT
 
-    def drain(self) -> list[Any]:
-        if self._pb is None:
-            return []
-        libbpf.check(libbpf.lib().perf_buffer__consume(self._pb), "perf_buffer__consume")
-        out, self._batch = self._batch, []
-        return out
-
     def close(self) -> None:
-        if self._pb is not None:
-            libbpf.lib().perf_buffer__free(self._pb)
-            self._pb = None
-            # As _PerfReader does: the map's own references to the perf events go too.
+        opened = self._handle is not None
+        super().close()
+        if opened:  # as _PerfReader does: the map's own references to the events go too
             for cpu in online_cpus():
                 key = ctypes.c_int(cpu)
                 libbpf.lib().bpf_map_delete_elem(self._map_fd, ctypes.byref(key))
-        super().close()
 
 
-class _LibbpfRingReader(_Reader):
-    """libbpf's ring_buffer, one Python callback per record."""
+class _LibbpfRingReader(_LibbpfReader):
+    """libbpf's ring_buffer."""
+
+    _consume, _epoll_fd, _free = (
+        "ring_buffer__consume", "ring_buffer__epoll_fd", "ring_buffer__free")
 
     def __init__(self, map_fd: int, name: str, event: type[Any] | None) -> None:
-        super().__init__()
-        self._decoder = _Decoder(event)
-        self._batch: list[Any] = []
         self._callback = _RING_SAMPLE_FN(self._record)  # held: libbpf keeps the pointer
-        lib = libbpf.lib()
-        self._rb: int | None = None
-        try:
-            self._rb = libbpf.check_ptr(
-                lib.ring_buffer__new(map_fd, ctypes.cast(self._callback, ctypes.c_void_p),
-                                     None, None),
-                f"ring buffer {name!r}: ring_buffer__new",
-            )
-            self._epoll.register(lib.ring_buffer__epoll_fd(self._rb), select.EPOLLIN)
-        except BaseException:
-            self.close()
-            raise
+        super().__init__(event, lambda: libbpf.lib().ring_buffer__new(
+            map_fd, ctypes.cast(self._callback, ctypes.c_void_p), None, None,
+        ), f"ring buffer {name!r}: ring_buffer__new")
 
     def _record(self, _ctx: Any, data: int, size: int) -> int:
-        if size < self._decoder.size:
-            self.short += 1
-        self._batch.append(self._decoder.one(ctypes.string_at(data, size), 0, size))
+        self._keep(data, size)
         return 0
-
-    def drain(self) -> list[Any]:
-        if self._rb is None:
-            return []
-        libbpf.check(libbpf.lib().ring_buffer__consume(self._rb), "ring_buffer__consume")
-        out, self._batch = self._batch, []
-        return out
-
-    def close(self) -> None:
-        if self._rb is not None:
-            libbpf.lib().ring_buffer__free(self._rb)
-            self._rb = None
-        super().close()
 
 
 def _perf_reader(
