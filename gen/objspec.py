@@ -112,9 +112,16 @@ def _programs(obj: ElfObject) -> tuple[ProgramDef, ...]:
             or not sec.executable
             or sec.name == ".text"  # subprograms, called from programs, not loaded alone
             or sym.type != "STT_FUNC"
-            or sym.bind not in ("STB_GLOBAL", "STB_WEAK")
         ):
             continue
+        if sym.bind not in ("STB_GLOBAL", "STB_WEAK"):
+            # libbpf refuses to open the object ("program is static and not supported"):
+            # say so now, not when the app first loads it.
+            raise ElfError(
+                f"program '{sym.name}' is static, and libbpf does not load static programs: "
+                "drop 'static' from its definition",
+                where=f"{obj.path}: section '{sec.name}'",
+            )
         found.append((sec.index, sym.value, ProgramDef(sym.name, sec.name)))
     # libbpf's order: by section, then by offset within it
     return tuple(p for _, _, p in sorted(found, key=lambda f: (f[0], f[1])))

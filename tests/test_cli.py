@@ -196,6 +196,15 @@ def test_names_escaping_alike_fail(project: Path, map2: str, prog2: str, message
     assert_failed(proc, message, project)
 
 
+def test_static_program_is_refused_before_libbpf_refuses_it(project: Path) -> None:
+    # libbpf 1.x fails to open the object ("program ... is static and not supported").
+    (project / "src" / "hello.bpf.c").write_text(HELLO.replace("int hello(", "static int hello("))
+    proc = run("src/hello.bpf.c", "--", INC, cwd=project)
+    assert_failed(proc, "src/hello.bpf.c (bpfel): section 'tracepoint/syscalls/sys_enter_execve': "
+                  "program 'hello' is static, and libbpf does not load static programs: drop "
+                  "'static'", project)
+
+
 def test_clang_failing_shows_its_diagnostic(project: Path) -> None:
     (project / "src" / "hello.bpf.c").write_text(HELLO.replace("return 0;\n}", "return x;\n}"))
     proc = run("src/hello.bpf.c", "--", INC, cwd=project)
