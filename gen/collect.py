@@ -73,10 +73,15 @@ def collect(
 ) -> Collected:
     spec = model.btf
     walker = _Walker(spec)
-    for m in model.maps:
-        for role, tid in (("key", m.key_type), ("value", m.value_type), ("event", m.event_type)):
-            if tid is not None:
-                walker.root(tid, f"{m.name}_{role}")
+    for outer in model.maps:
+        # A map of maps' inner template is typed too: its handles are typed like it.
+        for m, label in ((outer, outer.name), (outer.inner, f"{outer.name}_inner")):
+            if m is None:
+                continue
+            for role, tid in (("key", m.key_type), ("value", m.value_type),
+                              ("event", m.event_type)):
+                if tid is not None:
+                    walker.root(tid, f"{label}_{role}")
     for v in model.variables:
         walker.root(v.type, v.name)
     for tid in find_types(spec, types):

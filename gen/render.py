@@ -30,6 +30,8 @@ _HANDLES = {
     "PROG_ARRAY": "ProgArray",
     "PERF_EVENT_ARRAY": "PerfEventArray",
     "RINGBUF": "RingBuf",
+    "ARRAY_OF_MAPS": "MapOfMaps",
+    "HASH_OF_MAPS": "MapOfMaps",
 }
 _KEY_VALUE = ("HashMap", "PerCPUHashMap", "ArrayMap", "PerCPUArrayMap")
 _EVENTS = ("PerfEventArray", "RingBuf")
@@ -291,32 +293,49 @@ def _maps(fmt: Formatter, model: ObjectModel, used: set[str]) -> tuple[list[str]
     specs: list[Node] = []
     attrs = _attributes((m.name for m in model.maps), "map", "maps")
     for m, attr in zip(model.maps, attrs, strict=True):
-        where = f"map {m.name}"
-        kind = _map_kind(m)
-        handle = _HANDLES.get(kind, "Map")
-        used.add(handle)
-        key = _map_ref(fmt, m.key_type, where)
-        value = _map_ref(fmt, m.value_type, where)
-        event = _map_ref(fmt, m.event_type, where)
-        if handle in _KEY_VALUE:
-            ann = f"{handle}[{hint(key)}, {hint(value)}]"
-        elif handle in _EVENTS:
-            ann = f"{handle}[{hint(event)}]"
-        else:
-            ann = handle
+        ann, args = _map(fmt, m, attr, used)
         annotations.append(f"{attr}: {ann}")
-        args = (
-            _lit(m.name),
-            Atom(f"MapKind.{kind}"),
-            Atom(f"key={expr(key) if key else None}"),
-            Atom(f"value={expr(value) if value else None}"),
-            Atom(f"event={expr(event) if event else None}"),
-            Atom(f"max_entries={m.max_entries}"),
-            Atom(f"flags={m.flags}"),
-            *_attr_arg(m.name, attr),
-        )
         specs.append(Group("MapSpec(", args, ")", call=True))
     return annotations, specs
+
+
+def _map(fmt: Formatter, m: MapDef, attr: str, used: set[str]) -> tuple[str, tuple[Node, ...]]:
+    """The handle annotation and the MapSpec arguments of one map (an inner template's
+    MapSpec nested as ``inner=``)."""
+    where = f"map {m.name}"
+    kind = _map_kind(m)
+    handle = _HANDLES.get(kind, "Map")
+    used.add(handle)
+    key = _map_ref(fmt, m.key_type, where)
+    value = _map_ref(fmt, m.value_type, where)
+    event = _map_ref(fmt, m.event_type, where)
+    inner: tuple[Node, ...] = ()
+    if handle in _KEY_VALUE:
+        ann = f"{handle}[{hint(key)}, {hint(value)}]"
+    elif handle in _EVENTS:
+        ann = f"{handle}[{hint(event)}]"
+    elif handle == "MapOfMaps":
+        if m.inner is not None:
+            inner_ann, inner_args = _map(fmt, m.inner, m.inner.name, used)
+            inner = (Group("inner=MapSpec(", inner_args, ")", call=True),)
+        else:
+            inner_ann = "Map"
+            used.add(inner_ann)
+        ann = f"{handle}[{hint(key) if key else 'int'}, {inner_ann}]"
+    else:
+        ann = handle
+    args = (
+        _lit(m.name),
+        Atom(f"MapKind.{kind}"),
+        Atom(f"key={expr(key) if key else None}"),
+        Atom(f"value={expr(value) if value else None}"),
+        Atom(f"event={expr(event) if event else None}"),
+        Atom(f"max_entries={m.max_entries}"),
+        Atom(f"flags={m.flags}"),
+        *inner,
+        *_attr_arg(m.name, attr),
+    )
+    return ann, args
 
 
 def _map_kind(m: MapDef) -> str:

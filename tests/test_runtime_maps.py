@@ -9,7 +9,15 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from ebpf_gen.runtime import BPF_EXIST, BPF_NOEXIST, LibbpfError, libbpf
+from ebpf_gen.runtime import (
+    BPF_EXIST,
+    BPF_NOEXIST,
+    ArrayMap,
+    HashMap,
+    LibbpfError,
+    MapOfMaps,
+    libbpf,
+)
 
 pytestmark = pytest.mark.kernel
 
@@ -185,3 +193,87 @@ def test_closed_map_fails_cleanly(skeleton: Callable[[str, str], ModuleType]) ->
         h = o.maps.hmap
     with pytest.raises(LibbpfError, match="EBADF"):
         h[1]
+
+
+MAP_OF_MAPS = r"""
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+struct counts { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 16);
+                __type(key, __u32); __type(value, __u64); };
+struct slots { __uint(type, BPF_MAP_TYPE_ARRAY); __uint(max_entries, 4);
+               __type(key, __u32); __type(value, __u16); };
+struct { __uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS); __uint(max_entries, 2);
+         __type(key, __u32); __array(values, struct counts); } outer SEC(".maps");
+struct { __uint(type, BPF_MAP_TYPE_HASH_OF_MAPS); __uint(max_entries, 8);
+         __type(key, __u32); __array(values, struct slots); } by_id SEC(".maps");
+
+const volatile __u32 me = 0;
+
+SEC("tracepoint/syscalls/sys_enter_getppid")
+int count(void *ctx)
+{
+    __u32 pid = bpf_get_current_pid_tgid() >> 32, zero = 0;
+    if (pid != me)
+        return 0;
+    void *inner = bpf_map_lookup_elem(&outer, &zero);
+    if (!inner)
+        return 0;
+    __u64 one = 1, *n = bpf_map_lookup_elem(inner, &pid);
+    if (n)
+        __sync_fetch_and_add(n, 1);
+    else
+        bpf_map_update_elem(inner, &pid, &one, BPF_NOEXIST);
+    return 0;
+}
+
+char LICENSE[] SEC("license") = "GPL";
+"""
+
+
+@pytest.fixture
+def nested(skeleton: Callable[[str, str], ModuleType]) -> Any:
+    mod = skeleton("rt_map_of_maps", MAP_OF_MAPS)
+    with mod.load(constants={"me": os.getpid()}) as o:
+        yield o
+
+
+def test_map_of_maps(nested: Any) -> None:
+    outer, pid = nested.maps.outer, os.getpid()
+    assert isinstance(outer, MapOfMaps) and len(outer) == 0 and list(outer) == []
+    inner = outer.create_inner()
+    assert isinstance(inner, HashMap) and inner.spec.name == "outer.inner"
+    outer[0] = inner
+    assert list(outer) == [0] and 0 in outer and 1 not in outer
+    with nested.programs.count.attach():
+        for _ in range(3):
+            os.getppid()
+    assert inner[pid] == 3  # the program found our map through the outer one
+    seen = outer[0]  # opened by id: another handle, typed like the template
+    assert isinstance(seen, HashMap) and seen.fd != inner.fd and seen[pid] == 3
+    seen[pid] = 10
+    assert inner[pid] == 10
+    fd = seen.fd
+    seen.close()
+    with pytest.raises(OSError):
+        os.fstat(fd)  # the handle's own fd is closed, the map lives on in the outer map
+    assert outer[0][pid] == 10
+    del outer[0]
+    assert len(outer) == 0 and 0 not in outer
+    with pytest.raises(TypeError, match="map 'outer': value must be a map handle or a map fd"):
+        outer[1] = "x"
+    wrong = nested.maps.by_id.create_inner()  # an ARRAY: not the HASH the template says
+    with pytest.raises(LibbpfError):
+        outer[1] = wrong
+
+
+def test_hash_of_maps_items(nested: Any) -> None:
+    by_id = nested.maps.by_id
+    a, b = by_id.create_inner(), by_id.create_inner()
+    assert isinstance(a, ArrayMap) and a.max_entries == 4
+    a[0], b[3] = 5, 6
+    by_id[70], by_id[7] = a, b.fd  # a handle or a bare fd
+    assert sorted(by_id) == [7, 70] and len(by_id) == 2
+    assert {k: list(v.values()) for k, v in by_id.items()} == {70: [5, 0, 0, 0], 7: [0, 0, 0, 6]}
+    by_id.clear()
+    assert len(by_id) == 0

@@ -76,6 +76,21 @@ class BpfUprobeOpts(ctypes.Structure):
     ]
 
 
+class BpfMapCreateOpts(ctypes.Structure):
+    """struct bpf_map_create_opts of libbpf (bpf.h), up to map_flags: libbpf takes a
+    shorter ``sz`` as an older caller's, the rest zero."""
+
+    _fields_ = [
+        ("sz", c_size_t),
+        ("btf_fd", c_uint32),
+        ("btf_key_type_id", c_uint32),
+        ("btf_value_type_id", c_uint32),
+        ("btf_vmlinux_value_type_id", c_uint32),
+        ("inner_map_fd", c_uint32),
+        ("map_flags", c_uint32),
+    ]
+
+
 class BpfMapInfo(ctypes.Structure):
     """The leading fields of struct bpf_map_info (the kernel accepts a shorter struct)."""
 
@@ -147,6 +162,11 @@ _PROTOTYPES: dict[str, tuple[Any, list[Any]]] = {
     "bpf_map_get_next_key": (c_int, [c_int, c_void_p, c_void_p]),
     "bpf_map_lookup_and_delete_elem": (c_int, [c_int, c_void_p, c_void_p]),
     "bpf_obj_get_info_by_fd": (c_int, [c_int, c_void_p, ctypes.POINTER(c_uint32)]),
+    "bpf_map_get_fd_by_id": (c_int, [c_uint32]),
+    "bpf_map_create": (
+        c_int,
+        [c_int, c_char_p, c_uint32, c_uint32, c_uint32, ctypes.POINTER(BpfMapCreateOpts)],
+    ),
     "libbpf_set_print": (c_void_p, [c_void_p]),
     # libbpf's own event readers (events.py uses them where plain loads are not enough).
     "ring_buffer__new": (c_void_p, [c_int, c_void_p, c_void_p, c_void_p]),

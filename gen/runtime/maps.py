@@ -10,19 +10,20 @@ from __future__ import annotations
 
 import ctypes
 import errno as E
+import os
 from collections.abc import ItemsView, KeysView, MutableMapping, Sequence, ValuesView
 
 from . import libbpf
 from .codec import Codec
 from .errors import RuntimeBPFError
-from .spec import MapKind
+from .spec import MapKind, MapSpec
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from typing import Any, Generic, TypeVar
 
-    from .spec import CType, MapSpec
+    from .spec import CType
 
     _MapBase = MutableMapping[Any, Any]
     _ItemsBase = ItemsView[Any, Any]
@@ -34,6 +35,7 @@ else:  # typing costs more start-up than the whole runtime: see _generic
 
 K = TypeVar("K")
 V = TypeVar("V")
+M = TypeVar("M", bound="Map")
 
 BPF_ANY = 0
 BPF_NOEXIST = 1
@@ -123,7 +125,10 @@ class Map(_MapBase):
         return kbuf, vbuf, ctypes.byref(kbuf), vref
 
     def close(self) -> None:
-        """Release user-space resources of the handle (the fd belongs to the object)."""
+        """Release user-space resources of the handle. The fd belongs to the object, except
+        for maps opened or created outside one (``MapOfMaps``): closed here."""
+        if isinstance(self.owner, _OwnedFd):
+            self.owner.close()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} {self.kind.name} fd={self.fd}>"
@@ -498,6 +503,122 @@ class ProgArray(Map):
         return sum(1 for _ in self._iter_items())
 
 
+class _OwnedFd:
+    """The fd of a map opened or created outside any object: closed with its handle, or
+    when the handle is garbage."""
+
+    __slots__ = ("fd",)
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __del__(self) -> None:
+        self.close()
+
+
+class MapOfMaps(Map, Generic[K, M]):
+    """ARRAY_OF_MAPS / HASH_OF_MAPS: the values are maps.
+
+    ``m[k] = inner`` stores a map handle (or a map fd) matching the ``__array(values, ...)``
+    template; ``m[k]`` opens the stored map by its id, as a handle typed like the template
+    that holds its own fd (closed by its ``close()`` or when it is garbage);
+    ``create_inner()`` creates a new map from the template. Iteration and ``len`` count
+    the filled entries only.
+    """
+
+    def _plain_values(self) -> bool:
+        return False
+
+    def _value_codec(self, value: CType | None, size: int) -> Codec:
+        return Codec(ctypes.c_uint32, 4, f"map {self.name!r}: value")
+
+    def _encode_value(self, value: object, buf: Any) -> None:
+        fd = value.fd if isinstance(value, Map) else value
+        if not isinstance(fd, int) or isinstance(fd, bool):
+            raise TypeError(
+                f"map {self.name!r}: value must be a map handle or a map fd, "
+                f"got {type(value).__name__}"
+            )
+        buf.value = fd
+
+    def _decode_value(self, buf: Any) -> M:
+        map_id = int(buf.value)
+        fd = libbpf.check(libbpf.lib().bpf_map_get_fd_by_id(map_id),
+                          f"map {self.name!r}: open the inner map of id {map_id}")
+        return self._handle(fd)
+
+    def _handle(self, fd: int) -> M:
+        owner = _OwnedFd(fd)
+        try:
+            spec = self.spec.inner
+            if spec is None:  # no template in BTF: an untyped handle of the map's own kind
+                info = libbpf.map_info(fd)
+                spec = MapSpec(info.name.decode(errors="replace") or f"{self.name}.inner",
+                               MapKind(info.type))
+            handle: M = map_class(spec.kind)(spec, fd, owner)  # type: ignore[assignment]
+            return handle
+        except BaseException:
+            owner.close()
+            raise
+
+    def create_inner(self, max_entries: int | None = None) -> M:
+        """A new map made from the template (``max_entries`` may differ from it only when
+        the template has BPF_F_INNER_MAP), not yet stored anywhere."""
+        spec = self.spec.inner
+        if spec is None or spec.key is None or spec.value is None:
+            raise TypeError(
+                f"map {self.name!r}: BTF gives no __array(values, ...) template with key and "
+                "value types to create inner maps from"
+            )
+        key_size, value_size = ctypes.sizeof(spec.key), ctypes.sizeof(spec.value)
+        if max_entries is not None:
+            spec = spec.replace(max_entries=max_entries)
+        opts = libbpf.BpfMapCreateOpts(sz=ctypes.sizeof(libbpf.BpfMapCreateOpts),
+                                       map_flags=spec.flags)
+        fd = libbpf.check(
+            libbpf.lib().bpf_map_create(
+                int(spec.kind), spec.name.encode()[:15], key_size, value_size,
+                spec.max_entries, ctypes.byref(opts),
+            ),
+            f"map {self.name!r}: create an inner map ({spec.kind.name}, "
+            f"max_entries={spec.max_entries})",
+        )
+        return self._handle(fd)
+
+    def _filled(self) -> Iterator[Any]:
+        # An array of maps walks every index; a slot is an entry only when it holds a map.
+        vbuf = ctypes.c_uint32()
+        for kbuf in self._iter_raw():
+            if self._lookup_fn(self.fd, ctypes.addressof(kbuf), ctypes.addressof(vbuf)) == 0:
+                yield self._key.decode(kbuf) if self._key else None
+
+    def __iter__(self) -> Iterator[K]:
+        return self._filled()
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self._filled())
+
+    if TYPE_CHECKING:
+
+        def __getitem__(self, key: K) -> M: ...
+
+        def __setitem__(self, key: K, value: Map | int) -> None: ...
+
+    def keys(self) -> KeysView[K]:
+        return KeysView(self)
+
+    def items(self) -> ItemsView[K, M]:
+        return _ItemsView(self)
+
+    def values(self) -> ValuesView[M]:
+        return _ValuesView(self)
+
+
 _registry: dict[MapKind, type[Map]] = {
     MapKind.HASH: HashMap,
     MapKind.LRU_HASH: HashMap,
@@ -506,6 +627,8 @@ _registry: dict[MapKind, type[Map]] = {
     MapKind.LRU_PERCPU_HASH: PerCPUHashMap,
     MapKind.PERCPU_ARRAY: PerCPUArrayMap,
     MapKind.PROG_ARRAY: ProgArray,
+    MapKind.ARRAY_OF_MAPS: MapOfMaps,
+    MapKind.HASH_OF_MAPS: MapOfMaps,
 }
 
 

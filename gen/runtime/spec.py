@@ -136,7 +136,7 @@ def _attr(name: str, attr: str | None) -> str | None:
 
 
 class MapSpec(_Named):
-    _FIELDS = ("name", "kind", "key", "value", "event", "max_entries", "flags", "attr")
+    _FIELDS = ("name", "kind", "key", "value", "event", "max_entries", "flags", "inner", "attr")
     __slots__ = _FIELDS
     name: str
     kind: MapKind
@@ -145,6 +145,7 @@ class MapSpec(_Named):
     event: CType | None  # record type of PERF_EVENT_ARRAY / RINGBUF, if known
     max_entries: int
     flags: int
+    inner: MapSpec | None  # ARRAY_OF_MAPS / HASH_OF_MAPS: the __array(values, ...) template
 
     def __init__(
         self,
@@ -155,6 +156,7 @@ class MapSpec(_Named):
         event: CType | None = None,
         max_entries: int = 0,
         flags: int = 0,
+        inner: MapSpec | None = None,
         attr: str | None = None,
     ) -> None:
         self._init(
@@ -165,6 +167,7 @@ class MapSpec(_Named):
             event=event,
             max_entries=max_entries,
             flags=flags,
+            inner=inner,
             attr=_attr(name, attr),
         )
 
