@@ -197,9 +197,9 @@ def _check_cycles(chain: dict[int, int], types: list[Type], w: list[int], start:
 class _Params(dict[int, Param]):
     """A FUNC_PROTO parameter's two words read as one u64 -> a shared Param.
 
-    vmlinux's 83k parameters hold 21k distinct ones. Keying by the u64 (see ``_pairs``)
-    rather than by a (name_off, type) tuple spares a tuple per parameter and makes each
-    lookup an int comparison.
+    vmlinux's 83k parameters hold 21k distinct ones. Keying by the u64 (see
+    ``_Trailers._make_pairs``) rather than by a (name_off, type) tuple spares a tuple per
+    parameter and makes each lookup an int comparison.
     """
 
     __slots__ = ("_name_high", "_names")
