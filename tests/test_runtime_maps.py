@@ -74,11 +74,15 @@ char LICENSE[] SEC("license") = "GPL";
 """
 
 
+def _loaded(skeleton: Callable[[str, str], ModuleType], stem: str, source: str) -> Any:
+    """The skeleton of ``source``, loaded to count only this process's calls."""
+    with skeleton(stem, source).load(constants={"me": os.getpid()}) as o:
+        yield o
+
+
 @pytest.fixture
 def objs(skeleton: Callable[[str, str], ModuleType]) -> Any:
-    mod = skeleton("rt_maps", SOURCE)
-    with mod.load(constants={"me": os.getpid()}) as o:
-        yield o
+    yield from _loaded(skeleton, "rt_maps", SOURCE)
 
 
 def test_hash_map_user_space(objs: Any) -> None:
@@ -233,9 +237,7 @@ char LICENSE[] SEC("license") = "GPL";
 
 @pytest.fixture
 def nested(skeleton: Callable[[str, str], ModuleType]) -> Any:
-    mod = skeleton("rt_map_of_maps", MAP_OF_MAPS)
-    with mod.load(constants={"me": os.getpid()}) as o:
-        yield o
+    yield from _loaded(skeleton, "rt_map_of_maps", MAP_OF_MAPS)
 
 
 def test_map_of_maps(nested: Any) -> None:
