@@ -331,7 +331,7 @@ def _decode(data: bytes, where: str, lazy: bool) -> Spec:
     chain: dict[int, int] = {}
     trailers = _Trailers(words, names)
     load_members, load_params = trailers.members, trailers.params
-    # Deferred members/params: where their trailers are, for the checks after the loop.
+    # Where each member/parameter list is, for the bulk checks after the loop.
     mstarts: list[int] = []
     mends: list[int] = []
     pstarts: list[int] = []

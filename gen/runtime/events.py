@@ -371,6 +371,13 @@ def _perf_wakeup(name: str, pages: int, wakeup_bytes: int | None) -> int:
     return pages * PAGE_SIZE // 4 if wakeup_bytes is None else wakeup_bytes
 
 
+def _forget_perf_event(map_fd: int, cpu: int) -> None:
+    """Drop the perf map's own reference to ``cpu``'s perf event, so that the event goes
+    with the reader that opened it."""
+    key = ctypes.c_int(cpu)
+    libbpf.lib().bpf_map_delete_elem(map_fd, ctypes.byref(key))
+
+
 class _PerfReader(_Reader):
     def __init__(
         self, map_fd: int, name: str, event: type[Any] | None, pages: int,
@@ -432,9 +439,7 @@ class _PerfReader(_Reader):
 
     def close(self) -> None:
         for ring in self._rings:
-            key = ctypes.c_int(ring.cpu)
-            # The map holds its own reference to the perf event: drop it with our ring.
-            libbpf.lib().bpf_map_delete_elem(self._map_fd, ctypes.byref(key))
+            _forget_perf_event(self._map_fd, ring.cpu)
             ring.close()
         self._rings.clear()
         super().close()
@@ -580,10 +585,9 @@ class _LibbpfPerfReader(_LibbpfReader):
     def close(self) -> None:
         opened = self._handle is not None
         super().close()
-        if opened:  # as _PerfReader does: the map's own references to the events go too
+        if opened:  # libbpf closed its perf events; the map still holds them
             for cpu in online_cpus():
-                key = ctypes.c_int(cpu)
-                libbpf.lib().bpf_map_delete_elem(self._map_fd, ctypes.byref(key))
+                _forget_perf_event(self._map_fd, cpu)
 
 
 class _LibbpfRingReader(_LibbpfReader):

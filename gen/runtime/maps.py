@@ -475,16 +475,21 @@ class _PerCPUBuffer:
         self.views = views
 
 
-class ProgArray(Map):
-    """PROG_ARRAY: ``m[i] = program`` (a Program or a program fd); reading gives the id."""
+class _FdValues(Map):
+    """Maps whose values go in as fds of other BPF objects and come out as their ids
+    (program arrays, maps of maps): a u32 value written from a handle or a bare fd.
+    ``len`` and iteration count filled slots only: an array walks every index."""
 
-    _index_keys = True
+    _value_what = ""  # what the TypeError asks for, e.g. "a Program or a program fd"
+
+    def _fd_of(self, value: object) -> object:
+        return getattr(value, "fd", value)
 
     def _encode_value(self, value: object, buf: Any) -> None:
-        fd = getattr(value, "fd", value)
+        fd = self._fd_of(value)
         if not isinstance(fd, int) or isinstance(fd, bool):
             raise TypeError(
-                f"map {self.name!r}: value must be a Program or a program fd, "
+                f"map {self.name!r}: value must be {self._value_what}, "
                 f"got {type(value).__name__}"
             )
         buf.value = fd
@@ -495,12 +500,33 @@ class ProgArray(Map):
     def _value_codec(self, value: CType | None, size: int) -> Codec:
         return Codec(ctypes.c_uint32, 4, f"map {self.name!r}: value")
 
-    def __iter__(self) -> Iterator[int]:
-        # Every slot is a key to get_next_key; only filled slots are entries.
-        return (k for k, _ in self._iter_items())
+    def _filled(self) -> Iterator[Any]:
+        # Looked up as the raw id: decoding the value (opening a map) is not needed here.
+        vbuf = ctypes.c_uint32()
+        for kbuf in self._iter_raw():
+            ret = self._lookup_fn(self.fd, ctypes.addressof(kbuf), ctypes.addressof(vbuf))
+            if ret == -E.ENOENT:  # an empty slot, or deleted since get_next_key
+                continue
+            if ret < 0:
+                raise self._fail(ret, "lookup")
+            yield self._key.decode(kbuf) if self._key else None
+
+    def __iter__(self) -> Iterator[Any]:
+        return self._filled()
 
     def __len__(self) -> int:
-        return sum(1 for _ in self._iter_items())
+        return sum(1 for _ in self._filled())
+
+
+class ProgArray(_FdValues):
+    """PROG_ARRAY: ``m[i] = program`` (a Program or a program fd); reading gives the id."""
+
+    _index_keys = True
+    _value_what = "a Program or a program fd"
+
+    if TYPE_CHECKING:
+
+        def __iter__(self) -> Iterator[int]: ...
 
 
 class _OwnedFd:
@@ -521,7 +547,7 @@ class _OwnedFd:
         self.close()
 
 
-class MapOfMaps(Map, Generic[K, M]):
+class MapOfMaps(_FdValues, Generic[K, M]):
     """ARRAY_OF_MAPS / HASH_OF_MAPS: the values are maps.
 
     ``m[k] = inner`` stores a map handle (or a map fd) matching the ``__array(values, ...)``
@@ -531,20 +557,10 @@ class MapOfMaps(Map, Generic[K, M]):
     the filled entries only.
     """
 
-    def _plain_values(self) -> bool:
-        return False
+    _value_what = "a map handle or a map fd"
 
-    def _value_codec(self, value: CType | None, size: int) -> Codec:
-        return Codec(ctypes.c_uint32, 4, f"map {self.name!r}: value")
-
-    def _encode_value(self, value: object, buf: Any) -> None:
-        fd = value.fd if isinstance(value, Map) else value
-        if not isinstance(fd, int) or isinstance(fd, bool):
-            raise TypeError(
-                f"map {self.name!r}: value must be a map handle or a map fd, "
-                f"got {type(value).__name__}"
-            )
-        buf.value = fd
+    def _fd_of(self, value: object) -> object:
+        return value.fd if isinstance(value, Map) else value
 
     def _decode_value(self, buf: Any) -> M:
         map_id = int(buf.value)
@@ -590,20 +606,9 @@ class MapOfMaps(Map, Generic[K, M]):
         )
         return self._handle(fd)
 
-    def _filled(self) -> Iterator[Any]:
-        # An array of maps walks every index; a slot is an entry only when it holds a map.
-        vbuf = ctypes.c_uint32()
-        for kbuf in self._iter_raw():
-            if self._lookup_fn(self.fd, ctypes.addressof(kbuf), ctypes.addressof(vbuf)) == 0:
-                yield self._key.decode(kbuf) if self._key else None
-
-    def __iter__(self) -> Iterator[K]:
-        return self._filled()
-
-    def __len__(self) -> int:
-        return sum(1 for _ in self._filled())
-
     if TYPE_CHECKING:
+
+        def __iter__(self) -> Iterator[K]: ...
 
         def __getitem__(self, key: K) -> M: ...
 
