@@ -63,11 +63,26 @@ class KernelRun:
 
 
 def find_vng() -> str:
-    """vng from PATH, the .venv, or the Python running this script."""
-    for cand in (shutil.which("vng"), REPO / ".venv/bin/vng", Path(sys.executable).parent / "vng"):
+    """vng of the Python running this script, of the .venv, or else from PATH.
+
+    The project's own install comes first: a vng installed elsewhere on this machine once
+    made CI green where a new user's failed (see vng_env).
+    """
+    for cand in (Path(sys.executable).parent / "vng", REPO / ".venv/bin/vng", shutil.which("vng")):
         if cand and Path(cand).is_file() and os.access(cand, os.X_OK):
             return str(cand)
     raise VmError("vng (virtme-ng) not found: run scripts/setup.sh or `pip install virtme-ng`")
+
+
+def vng_env(vng: str) -> dict[str, str]:
+    """The environment vng runs in: its own bin directory first on PATH.
+
+    vng starts its helpers (virtme-run, virtme-init's tools) through PATH, and a venv's bin
+    is not on PATH unless the venv is activated: without this, a vng from .venv fails with
+    "/bin/sh: 1: virtme-run: not found" (exit 127) on a machine with no other virtme-ng.
+    """
+    path = os.environ.get("PATH", os.defpath)
+    return {**os.environ, "PATH": f"{Path(vng).parent}{os.pathsep}{path}"}
 
 
 def missing_host_tools() -> str | None:
@@ -175,10 +190,11 @@ def run_kernel(kernel: str, pytest_args: tuple[str, ...] = ()) -> KernelRun:
     guest_cmd = shlex.join(
         ["sh", str(REPO / "scripts/vm/guest.sh"), str(out), kernel, *pytest_args]
     )
+    vng = find_vng()
     cmd = [
         # --verbose: the kernel's console lands in console.log, so a guest that dies
         # (panic, OOM) says why.
-        find_vng(), "--disable-kvm", "--force-9p", "--verbose", "--run", str(vmlinuz),
+        vng, "--disable-kvm", "--force-9p", "--verbose", "--run", str(vmlinuz),
         "--memory", "2G", "--cpus", "2", "--rwdir", str(out), "--rwdir", str(SKELETONS),
         # One TCG thread for both vCPUs. With qemu's default multi-threaded TCG, a guest
         # that live-patches its own text (static keys flipped when a probe attaches) can
@@ -192,7 +208,7 @@ def run_kernel(kernel: str, pytest_args: tuple[str, ...] = ()) -> KernelRun:
     try:
         proc = subprocess.run(
             cmd, capture_output=True, text=True, timeout=BOOT_TIMEOUT, check=False,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL, env=vng_env(vng),
         )
         console = proc.stdout + proc.stderr
     except subprocess.TimeoutExpired as e:

@@ -65,3 +65,18 @@ def test_guest_tier_passes(kernel: str, capsys: pytest.CaptureFixture[str]) -> N
                     for k in sorted(set(probed) | set(FEATURES[kernel]))
                     if probed.get(k) != FEATURES[kernel].get(k))
     )
+
+
+def test_vng_helpers_resolve_without_an_activated_venv() -> None:
+    """vng runs virtme-run through PATH; the venv's bin is not on PATH in CI or for a user
+    who did not activate it, so the VM tier must put it there (CI was once green only
+    because another virtme-ng sat on this machine's PATH)."""
+    import shutil
+
+    vmtest = _vmtest()
+    vng = vmtest.find_vng()
+    env = vmtest.vng_env(vng)
+    first = env["PATH"].split(os.pathsep)[0]
+    assert first == str(os.path.dirname(vng))
+    helper = shutil.which("virtme-run", path=env["PATH"])
+    assert helper is not None and os.path.dirname(helper) == first
