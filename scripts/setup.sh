@@ -16,7 +16,10 @@ die() { echo "setup: $*" >&2; exit 1; }
 #  file kmod                              virtme-ng: kernel version detection, depmod
 #  linux-image-amd64                      a bookworm kernel for the VM tier
 #  ca-certificates                        pip over https
+#  gcc libc6-dev                          the tests' second compiler: golden layouts vs gcc,
+#                                         a host (non-BPF) object the CLI must reject
 packages=(clang llvm libbpf-dev libbpf1 bpftool linux-libc-dev python3-venv python3-bpfcc
+          gcc libc6-dev
           linux-headers-amd64 linux-image-amd64 qemu-system-x86 busybox-static file kmod
           ca-certificates)
 
