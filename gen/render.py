@@ -14,27 +14,13 @@ from typing import Any
 import jinja2
 
 from . import __version__, naming
+from .btf.types import Enum
 from .collect import Collected, collect
 from .ctypes_fmt import ArrayOf, ClassRef, CRef, EnumDecl, Formatter, Record, Scalar
 from .errors import GenError
 from .model import MapDef, ObjectModel
 from .pyfmt import Atom, Group, Node, text
-
-_HANDLES = {
-    "HASH": "HashMap",
-    "LRU_HASH": "HashMap",
-    "PERCPU_HASH": "PerCPUHashMap",
-    "LRU_PERCPU_HASH": "PerCPUHashMap",
-    "ARRAY": "ArrayMap",
-    "PERCPU_ARRAY": "PerCPUArrayMap",
-    "PROG_ARRAY": "ProgArray",
-    "PERF_EVENT_ARRAY": "PerfEventArray",
-    "RINGBUF": "RingBuf",
-    "ARRAY_OF_MAPS": "MapOfMaps",
-    "HASH_OF_MAPS": "MapOfMaps",
-}
-_KEY_VALUE = ("HashMap", "PerCPUHashMap", "ArrayMap", "PerCPUArrayMap")
-_EVENTS = ("PerfEventArray", "RingBuf")
+from .runtime.spec import PLAIN_HANDLE, MapKind, handle_for
 
 
 def environment() -> jinja2.Environment:
@@ -80,15 +66,16 @@ def module_context(
     classes: list[_ClassBlock] = []
     uses_enum = False
     for tid in coll.order:
-        if tid in coll.names and model.btf[tid].kind.name == "ENUM":
+        if isinstance(model.btf[tid], Enum):
             classes.append(_enum_block(fmt.enum(tid)))
             uses_enum = True
         else:
             classes.append(_record_block(fmt, fmt.record(tid), used))
             used.add("check_layout")
-    c_types = _c_types(fmt, coll)
-    maps, map_specs = _maps(fmt, model, used)
-    variables, var_specs = _variables(fmt, model, used)
+    refs: list[CRef] = []  # every type the maps, variables and C_TYPES spell
+    c_types = _c_types(fmt, coll, refs)
+    maps, map_specs = _maps(fmt, model, used, refs)
+    variables, var_specs = _variables(fmt, model, used, refs)
     program_attrs = _attributes((p.name for p in model.programs), "program", "programs")
     programs = _programs(model, program_attrs)
     if map_specs:
@@ -98,13 +85,12 @@ def module_context(
     if var_specs:
         used |= {"VariableSpec", "Variable"}
     obj = _object_spec(stem, objects, map_specs, programs, var_specs)
-    code = [obj, c_types, *maps, *variables, *(c.after for c in classes)]
-    code += [stmt for c in classes for stmt in c.body]
+    records = any(c.after for c in classes)
     return {
         "docstring": _module_doc(stem, source, command),
         "uses_enum": uses_enum,
-        # string literals hold only escaped C names, so "ctypes." in code means a use
-        "uses_ctypes": any("ctypes." in c for c in code),
+        # decided from what is emitted: a Structure/Union class or a ctypes scalar spelled
+        "uses_ctypes": records or any(map(_spells_ctypes, refs)),
         "imports": _imports(used),
         "classes": classes,
         "c_types": c_types,
@@ -157,6 +143,13 @@ def expr(ref: CRef) -> str:
     return ref.name
 
 
+def _spells_ctypes(ref: CRef) -> bool:
+    """Whether ``expr(ref)`` names something in ``ctypes``."""
+    if isinstance(ref, ArrayOf):
+        return _spells_ctypes(ref.elem)
+    return isinstance(ref, Scalar)
+
+
 def hint(ref: CRef | None) -> str:
     """The Python type a handle reads and writes for ``ref`` (see docs/generated-module.md)."""
     if ref is None:
@@ -196,6 +189,7 @@ def _record_block(fmt: Formatter, rec: Record, used: set[str]) -> _ClassBlock:
         items.append(Atom(flat_tuple(parts), comment=_comment(f.comment)) if f.comment
                      else Group("(", tuple(parts), ")", call=False))  # fmt: skip
     body.append(text(Group("[", tuple(items), "]", call=False), indent=4, lead="_fields_ = "))
+    bitfields: list[Node] = []
     for bf in rec.bitfields:
         used.add("Bitfield")
         args: tuple[Atom, ...] = (
@@ -206,15 +200,17 @@ def _record_block(fmt: Formatter, rec: Record, used: set[str]) -> _ClassBlock:
         )
         if fmt.spec.byteorder == "big":
             args = (*args, Atom('byteorder="big"'))  # bit numbering of a big-endian object
-        body.append(text(Group("Bitfield(", args, ")", call=True), indent=4, lead=f"{bf.name} = "))
+        bitfields.append(Group(f"{naming.py_str(bf.name)}: Bitfield(", args, ")", call=True))
     base = "ctypes.Union" if rec.is_union else "ctypes.Structure"
     offsets = tuple(Atom(f"{naming.py_str(k)}: {v}") for k, v in rec.offsets.items())
-    check = Group(
-        "check_layout(",
-        (Atom(rec.name), Atom(f"size={rec.size}"), Group("offsets={", offsets, "}", call=False)),
-        ")",
-        call=True,
+    check_args: tuple[Node, ...] = (
+        Atom(rec.name),
+        Atom(f"size={rec.size}"),
+        Group("offsets={", offsets, "}", call=False),
     )
+    if bitfields:
+        check_args += (Group("bitfields={", tuple(bitfields), "}", call=False),)
+    check = Group("check_layout(", check_args, ")", call=True)
     return _ClassBlock(
         header=f"class {rec.name}({base}):",
         doc=naming.doc_text(rec.doc),
@@ -241,7 +237,7 @@ def _enum_block(decl: EnumDecl) -> _ClassBlock:
     )
 
 
-def _c_types(fmt: Formatter, coll: Collected) -> str:
+def _c_types(fmt: Formatter, coll: Collected, refs: list[CRef]) -> str:
     entries: list[tuple[str, str]] = []
     for tid in coll.order:
         c_name = coll.c_names.get(tid, "")
@@ -255,9 +251,10 @@ def _c_types(fmt: Formatter, coll: Collected) -> str:
         except GenError:
             continue  # typedefs of void or functions have no ctypes type
         target = fmt.spec.resolve(tid)
-        if target.kind.name == "ENUM" and target.id in coll.names:
+        if isinstance(target, Enum) and target.id in coll.names:
             entries.append((name, coll.names[target.id]))
         else:
+            refs.append(ref)
             entries.append((name, expr(ref)))
     items = tuple(Atom(f"{naming.py_str(k)}: {v}") for k, v in sorted(entries))
     return text(Group("{", items, "}", call=False), lead="C_TYPES: dict[str, type] = ")
@@ -288,45 +285,56 @@ def _attributes(c_names: Iterable[str], what: str, plural: str) -> list[str]:
     ]
 
 
-def _maps(fmt: Formatter, model: ObjectModel, used: set[str]) -> tuple[list[str], list[Node]]:
+def _maps(
+    fmt: Formatter, model: ObjectModel, used: set[str], refs: list[CRef]
+) -> tuple[list[str], list[Node]]:
     annotations: list[str] = []
     specs: list[Node] = []
     attrs = _attributes((m.name for m in model.maps), "map", "maps")
     for m, attr in zip(model.maps, attrs, strict=True):
-        ann, args = _map(fmt, m, attr, used)
+        ann, args = _map(fmt, m, attr, used, refs)
         annotations.append(f"{attr}: {ann}")
         specs.append(Group("MapSpec(", args, ")", call=True))
     return annotations, specs
 
 
-def _map(fmt: Formatter, m: MapDef, attr: str, used: set[str]) -> tuple[str, tuple[Node, ...]]:
+def _map(
+    fmt: Formatter, m: MapDef, attr: str, used: set[str], refs: list[CRef]
+) -> tuple[str, tuple[Node, ...]]:
     """The handle annotation and the MapSpec arguments of one map (an inner template's
     MapSpec nested as ``inner=``)."""
     where = f"map {m.name}"
     kind = _map_kind(m)
-    handle = _HANDLES.get(kind, "Map")
-    used.add(handle)
+    handle = handle_for(kind)
+    used.add(handle.name)
     key = _map_ref(fmt, m.key_type, where)
     value = _map_ref(fmt, m.value_type, where)
     event = _map_ref(fmt, m.event_type, where)
+    refs.extend(r for r in (key, value, event) if r is not None)
     inner: tuple[Node, ...] = ()
-    if handle in _KEY_VALUE:
-        ann = f"{handle}[{hint(key)}, {hint(value)}]"
-    elif handle in _EVENTS:
-        ann = f"{handle}[{hint(event)}]"
-    elif handle == "MapOfMaps":
-        if m.inner is not None:
-            inner_ann, inner_args = _map(fmt, m.inner, m.inner.name, used)
-            inner = (Group("inner=MapSpec(", inner_args, ")", call=True),)
+    params: list[str] = []
+    for role in handle.params:
+        if role == "key":
+            # fd-valued maps without BTF key types are indexed by u32
+            params.append(hint(key) if key or "inner" not in handle.params else "int")
+        elif role == "value":
+            params.append(hint(value))
+        elif role == "event":
+            params.append(hint(event))
+        elif role == "inner":
+            if m.inner is not None:
+                inner_ann, inner_args = _map(fmt, m.inner, m.inner.name, used, refs)
+                inner = (Group("inner=MapSpec(", inner_args, ")", call=True),)
+            else:
+                inner_ann = PLAIN_HANDLE.name
+                used.add(inner_ann)
+            params.append(inner_ann)
         else:
-            inner_ann = "Map"
-            used.add(inner_ann)
-        ann = f"{handle}[{hint(key) if key else 'int'}, {inner_ann}]"
-    else:
-        ann = handle
+            raise AssertionError(f"spec.HANDLES: unknown parameter role {role!r}")
+    ann = f"{handle.name}[{', '.join(params)}]" if params else handle.name
     args = (
         _lit(m.name),
-        Atom(f"MapKind.{kind}"),
+        Atom(f"MapKind.{kind.name}"),
         Atom(f"key={expr(key) if key else None}"),
         Atom(f"value={expr(value) if value else None}"),
         Atom(f"event={expr(event) if event else None}"),
@@ -338,14 +346,16 @@ def _map(fmt: Formatter, m: MapDef, attr: str, used: set[str]) -> tuple[str, tup
     return ann, args
 
 
-def _map_kind(m: MapDef) -> str:
-    kind = m.map_type_name
-    if naming.identifier(kind) != kind or not kind.isupper():
-        raise GenError(f"map type name {kind!r} is not a BPF_MAP_TYPE_ name", where=m.name)
-    return kind
+def _map_kind(m: MapDef) -> MapKind:
+    try:
+        return MapKind(m.map_type)
+    except ValueError:
+        raise GenError(f"map type {m.map_type} is not a BPF_MAP_TYPE_", where=m.name) from None
 
 
-def _variables(fmt: Formatter, model: ObjectModel, used: set[str]) -> tuple[list[str], list[Node]]:
+def _variables(
+    fmt: Formatter, model: ObjectModel, used: set[str], refs: list[CRef]
+) -> tuple[list[str], list[Node]]:
     attrs: list[str] = []
     specs: list[Node] = []
     table = naming.NameTable()
@@ -353,6 +363,7 @@ def _variables(fmt: Formatter, model: ObjectModel, used: set[str]) -> tuple[list
         where = f"variable {v.name} ({v.section})"
         ref = _map_ref(fmt, v.type, where)
         assert ref is not None
+        refs.append(ref)
         attr = table.claim(
             naming.attribute_name(v.name),
             what=where,

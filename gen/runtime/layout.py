@@ -16,8 +16,20 @@ if TYPE_CHECKING:
     from typing import Any, Literal, overload
 
 
-def check_layout(cls: type[Any], *, size: int, offsets: Mapping[str, int]) -> None:
-    """Raise ImportError unless ``cls`` has BTF's ``size`` and member ``offsets``."""
+def check_layout(
+    cls: type[Any],
+    *,
+    size: int,
+    offsets: Mapping[str, int],
+    bitfields: Mapping[str, Bitfield] | None = None,
+) -> None:
+    """Raise ImportError unless ``cls`` has BTF's ``size`` and member ``offsets``; then
+    install the ``bitfields`` kept in raw storage.
+
+    The bitfield descriptors are set here rather than in the class body so that a member
+    called ``__x`` keeps that name: inside a class body Python would mangle it to
+    ``_Cls__x`` and ``obj.__x`` would fail.
+    """
     actual = ctypes.sizeof(cls)
     if actual != size:
         raise ImportError(
@@ -35,6 +47,9 @@ def check_layout(cls: type[Any], *, size: int, offsets: Mapping[str, int]) -> No
                 f"layout of {cls.__name__}: member {member!r} is at offset {field.offset} "
                 f"in ctypes, BTF says {offset}"
             )
+    for name, bitfield in (bitfields or {}).items():
+        bitfield.__set_name__(cls, name)
+        setattr(cls, name, bitfield)
 
 
 class Bitfield:

@@ -59,6 +59,7 @@ class MapKind(enum.IntEnum):
     BLOOM_FILTER = 30
     USER_RINGBUF = 31
     CGRP_STORAGE = 32
+    ARENA = 33
 
 
 class _Frozen:
@@ -208,3 +209,63 @@ class ObjectFile(_Frozen):
 
     def __init__(self, filename: str, sha256: str) -> None:
         self._init(filename=filename, sha256=sha256)
+
+
+class Handle(_Frozen):
+    """The handle class a generated module declares for a map kind.
+
+    ``params`` names the class's generic parameters by role, in order: ``"key"`` and
+    ``"value"`` (the map's BTF key/value types as Python types), ``"event"`` (the records a
+    perf or ring buffer carries), ``"inner"`` (the handle type of a map of maps'
+    ``__array(values, ...)`` template). ``()``: not generic.
+    """
+
+    _FIELDS = ("name", "module", "params")
+    __slots__ = _FIELDS
+    name: str  # the class, exported by ebpf_gen.runtime
+    module: str  # the runtime module defining it (imported when a map of the kind loads)
+    params: tuple[str, ...]
+
+    def __init__(self, name: str, module: str, params: tuple[str, ...] = ()) -> None:
+        self._init(name=name, module=module, params=params)
+
+
+_KV = ("key", "value")
+# The one table of map handles. Adding a handle class for a kind is one row here (plus the
+# class itself and its export from ebpf_gen.runtime); the generator and the loader both read
+# it, and kinds without a row get the plain ``Map``.
+HANDLES: dict[MapKind, Handle] = {
+    MapKind.HASH: Handle("HashMap", "maps", _KV),
+    MapKind.LRU_HASH: Handle("HashMap", "maps", _KV),
+    MapKind.PERCPU_HASH: Handle("PerCPUHashMap", "maps", _KV),
+    MapKind.LRU_PERCPU_HASH: Handle("PerCPUHashMap", "maps", _KV),
+    MapKind.ARRAY: Handle("ArrayMap", "maps", _KV),
+    MapKind.PERCPU_ARRAY: Handle("PerCPUArrayMap", "maps", _KV),
+    MapKind.PROG_ARRAY: Handle("ProgArray", "maps"),
+    MapKind.PERF_EVENT_ARRAY: Handle("PerfEventArray", "events", ("event",)),
+    MapKind.RINGBUF: Handle("RingBuf", "events", ("event",)),
+    MapKind.ARRAY_OF_MAPS: Handle("MapOfMaps", "maps", ("key", "inner")),
+    MapKind.HASH_OF_MAPS: Handle("MapOfMaps", "maps", ("key", "inner")),
+}
+PLAIN_HANDLE = Handle("Map", "maps")
+
+
+def handle_for(kind: MapKind) -> Handle:
+    """The handle of maps of ``kind``: its row in HANDLES, else the plain ``Map``."""
+    return HANDLES.get(kind, PLAIN_HANDLE)
+
+
+# Everything a generated module may import from ebpf_gen.runtime. The generator imports
+# exactly the names a module uses out of these, and reserves all of them (and the module's
+# own globals) so that no generated class can shadow one; a test checks that the runtime
+# exports each.
+MODULE_IMPORTS: frozenset[str] = frozenset(
+    {
+        "Bitfield", "check_layout",
+        "MapKind", "MapSpec", "MapsBase", "ObjectFile", "ObjectSpec", "ObjectsBase",
+        "OpenObject", "Program", "ProgramSpec", "ProgramsBase",
+        "Variable", "VariableSpec", "VariablesBase",
+        PLAIN_HANDLE.name,
+        *(h.name for h in HANDLES.values()),
+    }
+)  # fmt: skip

@@ -34,11 +34,17 @@ class Mixed(ctypes.Structure):
         ("c", ctypes.c_uint8),
         ("_pad_2", ctypes.c_uint8 * 2),
     ]
-    a = Bitfield("_bitfield_0", bit=0, bits=3, signed=False)
-    b = Bitfield("_bitfield_0", bit=3, bits=5, signed=False)
 
 
-check_layout(Mixed, size=4, offsets={"_bitfield_0": 0, "c": 1, "_pad_2": 2})
+check_layout(
+    Mixed,
+    size=4,
+    offsets={"_bitfield_0": 0, "c": 1, "_pad_2": 2},
+    bitfields={
+        "a": Bitfield("_bitfield_0", bit=0, bits=3, signed=False),
+        "b": Bitfield("_bitfield_0", bit=3, bits=5, signed=False),
+    },
+)
 
 C_TYPES: dict[str, type] = {"struct mixed": Mixed}
 

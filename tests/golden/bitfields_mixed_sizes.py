@@ -30,12 +30,18 @@ class Msizes(ctypes.Structure):
     """struct msizes."""
 
     _fields_ = [("_bitfield_0", ctypes.c_uint8 * 4)]
-    a = Bitfield("_bitfield_0", bit=0, bits=3, signed=False)
-    b = Bitfield("_bitfield_0", bit=3, bits=9, signed=False)
-    c = Bitfield("_bitfield_0", bit=12, bits=20, signed=False)
 
 
-check_layout(Msizes, size=4, offsets={"_bitfield_0": 0})
+check_layout(
+    Msizes,
+    size=4,
+    offsets={"_bitfield_0": 0},
+    bitfields={
+        "a": Bitfield("_bitfield_0", bit=0, bits=3, signed=False),
+        "b": Bitfield("_bitfield_0", bit=3, bits=9, signed=False),
+        "c": Bitfield("_bitfield_0", bit=12, bits=20, signed=False),
+    },
+)
 
 C_TYPES: dict[str, type] = {"struct msizes": Msizes}
 

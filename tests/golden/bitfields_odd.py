@@ -37,16 +37,18 @@ class Odd(ctypes.Structure):
         ("_bitfield_8", ctypes.c_uint8 * 5),
         ("_pad_13", ctypes.c_uint8 * 3),
     ]
-    a = Bitfield("_bitfield_1", bit=0, bits=7, signed=False)
-    b = Bitfield("_bitfield_1", bit=7, bits=9, signed=False)
-    c = Bitfield("_bitfield_8", bit=0, bits=33, signed=False)
-    d = Bitfield("_bitfield_8", bit=33, bits=2, signed=False)
 
 
 check_layout(
     Odd,
     size=16,
     offsets={"x": 0, "_bitfield_1": 1, "y": 4, "_pad_6": 6, "_bitfield_8": 8, "_pad_13": 13},
+    bitfields={
+        "a": Bitfield("_bitfield_1", bit=0, bits=7, signed=False),
+        "b": Bitfield("_bitfield_1", bit=7, bits=9, signed=False),
+        "c": Bitfield("_bitfield_8", bit=0, bits=33, signed=False),
+        "d": Bitfield("_bitfield_8", bit=33, bits=2, signed=False),
+    },
 )
 
 C_TYPES: dict[str, type] = {"struct odd": Odd}

@@ -38,13 +38,19 @@ class Sflags(ctypes.Structure):
     """struct sflags."""
 
     _fields_ = [("_bitfield_0", ctypes.c_uint8 * 2), ("_pad_2", ctypes.c_uint8 * 2)]
-    a = Bitfield("_bitfield_0", bit=0, bits=3, signed=True)
-    b = Bitfield("_bitfield_0", bit=3, bits=4, signed=True)
-    m = Bitfield("_bitfield_0", bit=7, bits=2, signed=False)
-    on = Bitfield("_bitfield_0", bit=9, bits=1, signed=False)
 
 
-check_layout(Sflags, size=4, offsets={"_bitfield_0": 0, "_pad_2": 2})
+check_layout(
+    Sflags,
+    size=4,
+    offsets={"_bitfield_0": 0, "_pad_2": 2},
+    bitfields={
+        "a": Bitfield("_bitfield_0", bit=0, bits=3, signed=True),
+        "b": Bitfield("_bitfield_0", bit=3, bits=4, signed=True),
+        "m": Bitfield("_bitfield_0", bit=7, bits=2, signed=False),
+        "on": Bitfield("_bitfield_0", bit=9, bits=1, signed=False),
+    },
+)
 
 C_TYPES: dict[str, type] = {"enum mode": Mode, "struct sflags": Sflags}
 

@@ -30,12 +30,18 @@ class Straddle(ctypes.Structure):
     """struct straddle."""
 
     _fields_ = [("tag", ctypes.c_uint8), ("_bitfield_1", ctypes.c_uint8 * 12)]
-    a = Bitfield("_bitfield_1", bit=0, bits=30, signed=False)
-    b = Bitfield("_bitfield_1", bit=30, bits=10, signed=False)
-    c = Bitfield("_bitfield_1", bit=40, bits=50, signed=False)
 
 
-check_layout(Straddle, size=13, offsets={"tag": 0, "_bitfield_1": 1})
+check_layout(
+    Straddle,
+    size=13,
+    offsets={"tag": 0, "_bitfield_1": 1},
+    bitfields={
+        "a": Bitfield("_bitfield_1", bit=0, bits=30, signed=False),
+        "b": Bitfield("_bitfield_1", bit=30, bits=10, signed=False),
+        "c": Bitfield("_bitfield_1", bit=40, bits=50, signed=False),
+    },
+)
 
 C_TYPES: dict[str, type] = {"struct straddle": Straddle}
 

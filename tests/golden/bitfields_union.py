@@ -30,11 +30,17 @@ class PackedBits(ctypes.Union):
     """union packed_bits."""
 
     _fields_ = [("_bitfield_0", ctypes.c_uint8 * 2), ("whole", ctypes.c_int32)]
-    a = Bitfield("_bitfield_0", bit=0, bits=3, signed=False)
-    b = Bitfield("_bitfield_0", bit=0, bits=12, signed=False)
 
 
-check_layout(PackedBits, size=4, offsets={"_bitfield_0": 0, "whole": 0})
+check_layout(
+    PackedBits,
+    size=4,
+    offsets={"_bitfield_0": 0, "whole": 0},
+    bitfields={
+        "a": Bitfield("_bitfield_0", bit=0, bits=3, signed=False),
+        "b": Bitfield("_bitfield_0", bit=0, bits=12, signed=False),
+    },
+)
 
 
 class WithBits(ctypes.Structure):
