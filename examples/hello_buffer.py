@@ -67,13 +67,9 @@ def _trace(args: argparse.Namespace) -> int:
 
 
 def _print_event(event: hello_buffer.DataT, as_json: bool) -> None:
-    command = event.command.decode(errors="replace")
-    message = event.message.decode(errors="replace")
-    _common.emit(
-        as_json,
-        {"pid": event.pid, "uid": event.uid, "command": command, "message": message},
-        f"{event.pid} {event.uid} {command} {message}",
-    )
+    # _asdict(): the struct's members as plain values (char arrays as str), in C order
+    record = event._asdict()
+    _common.emit(as_json, record, " ".join(str(v) for v in record.values()))
 
 
 if __name__ == "__main__":

@@ -73,6 +73,7 @@ class Field:
     comment: str = ""  # the C type, for pointers and 128-bit integers
     c_member: bool = True  # False for padding and bitfield storage
     bit_offset: int = 0  # BTF bit offset (real bitfields)
+    enum: str = ""  # the generated IntEnum class of an enum-typed member
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,7 @@ class Record:
     fields: tuple[Field, ...]
     anonymous: tuple[str, ...]
     bitfields: tuple[BitfieldAttr, ...]
+    members: tuple[str, ...] = ()  # the C members' Python names in C order (anonymous: _anonN)
 
     @property
     def offsets(self) -> dict[str, int]:
@@ -298,9 +300,17 @@ class Formatter:
                 anon_index += 1
                 anonymous.append(name)
             off = 0 if b.is_union else m.bit_offset // 8
-            self._place(b, Field(name, ref, off, comment=comment), mwhere)
+            target = self.spec.resolve(m.type)
+            enum = self.names.get(target.id, "") if isinstance(target, Enum) else ""
+            self._place(b, Field(name, ref, off, comment=comment, enum=enum), mwhere)
             i += 1
         self._finish(b, t, where)
+        anon = iter(anonymous)
+        c_order = tuple(
+            naming.field_name(m.name) if m.name else next(anon)
+            for m in t.members
+            if m.name or not m.bitfield_size
+        )
         return Record(
             type_id=t.id,
             name=b.name,
@@ -312,6 +322,7 @@ class Formatter:
             fields=tuple(b.fields),
             anonymous=tuple(anonymous),
             bitfields=tuple(b.bitfields),
+            members=c_order,
         )
 
     def _place(self, b: _Builder, f: Field, where: str) -> None:

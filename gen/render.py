@@ -47,6 +47,7 @@ class _ClassBlock:
     doc: str
     body: tuple[str, ...]  # statements, each possibly several lines, indented by 4
     after: str  # the check_layout(...) call, "" for enums
+    hints: tuple[str, ...] = ()  # the member annotations' types
 
 
 def module_context(
@@ -64,14 +65,15 @@ def module_context(
     used: set[str] = {"MapsBase", "ProgramsBase", "VariablesBase", "ObjectsBase", "ObjectSpec"}
     used |= {"ObjectFile", "OpenObject"}
     classes: list[_ClassBlock] = []
-    uses_enum = False
+    records = {tid: fmt.record(tid) for tid in coll.order if not isinstance(model.btf[tid], Enum)}
+    embedded = _anonymous_members(records.values())
     for tid in coll.order:
-        if isinstance(model.btf[tid], Enum):
-            classes.append(_enum_block(fmt.enum(tid)))
-            uses_enum = True
+        if tid in records:
+            classes.append(_record_block(fmt, records[tid], used, embedded))
+            used |= {"check_layout", "CUnion" if records[tid].is_union else "CStruct"}
         else:
-            classes.append(_record_block(fmt, fmt.record(tid), used))
-            used.add("check_layout")
+            classes.append(_enum_block(fmt.enum(tid)))
+            used.add("CEnum")
     refs: list[CRef] = []  # every type the maps, variables and C_TYPES spell
     c_types = _c_types(fmt, coll, refs)
     maps, map_specs = _maps(fmt, model, used, refs)
@@ -85,12 +87,11 @@ def module_context(
     if var_specs:
         used |= {"VariableSpec", "Variable"}
     obj = _object_spec(stem, objects, map_specs, programs, var_specs)
-    records = any(c.after for c in classes)
     return {
         "docstring": _module_doc(stem, source, command),
-        "uses_enum": uses_enum,
+        "uses_sequence": any("Sequence[" in h for c in classes for h in c.hints),
         # decided from what is emitted: a Structure/Union class or a ctypes scalar spelled
-        "uses_ctypes": records or any(map(_spells_ctypes, refs)),
+        "uses_ctypes": bool(records) or any(map(_spells_ctypes, refs)),
         "imports": _imports(used),
         "classes": classes,
         "c_types": c_types,
@@ -174,8 +175,56 @@ def _comment(text: str) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _record_block(fmt: Formatter, rec: Record, used: set[str]) -> _ClassBlock:
-    body: list[str] = []
+def _anonymous_members(records: Iterable[Record]) -> set[int]:
+    """Records embedded as anonymous members: ctypes copies their fields' descriptors into
+    the parent and refuses any that is not its own, so enum accessors go on the parent."""
+    out: set[int] = set()
+    for rec in records:
+        for f in rec.fields:
+            if f.name in rec.anonymous and isinstance(f.ctype, ClassRef):
+                out.add(f.ctype.type_id)
+    return out
+
+
+def field_hint(ref: CRef) -> str:
+    """The Python type a struct field reads as (docs/generated-module.md)."""
+    if isinstance(ref, Scalar):
+        return ref.py
+    if isinstance(ref, ClassRef):
+        return ref.name
+    if isinstance(ref.elem, Scalar) and ref.elem.ctype == "c_char":
+        return "bytes"
+    return f"Sequence[{field_hint(ref.elem)}]"
+
+
+def _members(fmt: Formatter, rec: Record, enums: bool) -> list[tuple[str, str, str, bool]]:
+    """(name, annotation, enum class to install, is a ctypes field) per C member, the
+    members of anonymous structs/unions flattened into their parent as ctypes does."""
+    fields = {f.name: f for f in rec.fields}
+    out: list[tuple[str, str, str, bool]] = []
+    for name in rec.members:
+        f = fields.get(name)
+        if f is None:  # a Bitfield descriptor
+            out.append((name, "int", "", False))
+        elif name in rec.anonymous:
+            assert isinstance(f.ctype, ClassRef)
+            # ctypes flattens the child's fields, not its Bitfield descriptors
+            out += [m for m in _members(fmt, fmt.record(f.ctype.type_id), enums) if m[3]]
+        elif f.enum and not f.bits and enums:
+            out.append((name, f.enum, f.enum, True))
+        elif f.bits:
+            out.append((name, "int", "", True))
+        else:
+            out.append((name, field_hint(f.ctype), "", True))
+    return out
+
+
+def _record_block(fmt: Formatter, rec: Record, used: set[str], embedded: set[int]) -> _ClassBlock:
+    members = _members(fmt, rec, enums=rec.type_id not in embedded)
+    body: list[str] = [
+        f"{name}: {ann}" + ("  # noqa: E741" if name in ("l", "O", "I") else "")  # C's names
+        for name, ann, _, _ in members
+    ]
     if rec.pack:
         body.append("_pack_ = 1")
     if rec.anonymous:
@@ -188,7 +237,8 @@ def _record_block(fmt: Formatter, rec: Record, used: set[str]) -> _ClassBlock:
             parts.append(Atom(str(f.bits)))
         items.append(Atom(flat_tuple(parts), comment=_comment(f.comment)) if f.comment
                      else Group("(", tuple(parts), ")", call=False))  # fmt: skip
-    body.append(text(Group("[", tuple(items), "]", call=False), indent=4, lead="_fields_ = "))
+    # a tuple: a list would be a mutable class attribute next to annotations (RUF012)
+    body.append(text(Group("(", tuple(items), ")", call=False), indent=4, lead="_fields_ = "))
     bitfields: list[Node] = []
     for bf in rec.bitfields:
         used.add("Bitfield")
@@ -201,7 +251,7 @@ def _record_block(fmt: Formatter, rec: Record, used: set[str]) -> _ClassBlock:
         if fmt.spec.byteorder == "big":
             args = (*args, Atom('byteorder="big"'))  # bit numbering of a big-endian object
         bitfields.append(Group(f"{naming.py_str(bf.name)}: Bitfield(", args, ")", call=True))
-    base = "ctypes.Union" if rec.is_union else "ctypes.Structure"
+    base = "CUnion" if rec.is_union else "CStruct"
     offsets = tuple(Atom(f"{naming.py_str(k)}: {v}") for k, v in rec.offsets.items())
     check_args: tuple[Node, ...] = (
         Atom(rec.name),
@@ -210,12 +260,16 @@ def _record_block(fmt: Formatter, rec: Record, used: set[str]) -> _ClassBlock:
     )
     if bitfields:
         check_args += (Group("bitfields={", tuple(bitfields), "}", call=False),)
+    enums = tuple(Atom(f"{naming.py_str(name)}: {cls}") for name, _, cls, _ in members if cls)
+    if enums:
+        check_args += (Group("enums={", enums, "}", call=False),)
     check = Group("check_layout(", check_args, ")", call=True)
     return _ClassBlock(
         header=f"class {rec.name}({base}):",
         doc=naming.doc_text(rec.doc),
         body=tuple(body),
         after=text(check),
+        hints=tuple(ann for _, ann, _, _ in members),
     )
 
 
@@ -230,7 +284,7 @@ def _lit(s: str) -> Atom:
 def _enum_block(decl: EnumDecl) -> _ClassBlock:
     body = tuple(f"{name} = {value}" for name, value in decl.values) or ("pass",)
     return _ClassBlock(
-        header=f"class {decl.name}(enum.IntEnum):",
+        header=f"class {decl.name}(CEnum):",
         doc=naming.doc_text(decl.doc),
         body=body,
         after="",

@@ -12,6 +12,7 @@ import ctypes
 from collections.abc import Mapping
 
 from ebpf_gen.runtime import (
+    CStruct,
     MapKind,
     MapsBase,
     MapSpec,
@@ -29,15 +30,19 @@ from ebpf_gen.runtime import (
 )
 
 
-class DataT(ctypes.Structure):
+class DataT(CStruct):
     """struct data_t (layout taken from examples/hello_buffer.bpf.c:13: not in BTF)."""
 
-    _fields_ = [
+    pid: int
+    uid: int
+    command: bytes
+    message: bytes
+    _fields_ = (
         ("pid", ctypes.c_int32),
         ("uid", ctypes.c_int32),
         ("command", ctypes.c_char * 16),
         ("message", ctypes.c_char * 12),
-    ]
+    )
 
 
 check_layout(DataT, size=36, offsets={"pid": 0, "uid": 4, "command": 8, "message": 24})

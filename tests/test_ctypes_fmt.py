@@ -199,7 +199,6 @@ def test_hostile_names_stay_data(tmp_path: Path) -> None:
     assert {getattr(n, "module", None) or n.names[0].name for n in imports} == {
         "__future__",
         "ctypes",
-        "enum",
         "collections.abc",
         "ebpf_gen.runtime",
     }

@@ -15,7 +15,7 @@ from .errors import (
     ObjectFileError,
     RuntimeBPFError,
 )
-from .layout import Bitfield, check_layout
+from .layout import Bitfield, CEnum, CStruct, CUnion, check_layout
 from .maps import (
     BPF_ANY,
     BPF_EXIST,
@@ -71,6 +71,9 @@ __all__ = [
     "ArrayMap",
     "AttachError",
     "Bitfield",
+    "CEnum",
+    "CStruct",
+    "CUnion",
     "HashMap",
     "IterationAbortedError",
     "LibbpfError",

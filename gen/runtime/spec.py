@@ -261,7 +261,7 @@ def handle_for(kind: MapKind) -> Handle:
 # exports each.
 MODULE_IMPORTS: frozenset[str] = frozenset(
     {
-        "Bitfield", "check_layout",
+        "Bitfield", "CEnum", "CStruct", "CUnion", "check_layout",
         "MapKind", "MapSpec", "MapsBase", "ObjectFile", "ObjectSpec", "ObjectsBase",
         "OpenObject", "Program", "ProgramSpec", "ProgramsBase",
         "Variable", "VariableSpec", "VariablesBase",

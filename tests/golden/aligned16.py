@@ -12,6 +12,7 @@ import ctypes
 from collections.abc import Mapping
 
 from ebpf_gen.runtime import (
+    CStruct,
     MapsBase,
     ObjectFile,
     ObjectsBase,
@@ -25,19 +26,23 @@ from ebpf_gen.runtime import (
 )
 
 
-class Block(ctypes.Structure):
+class Block(CStruct):
     """struct block."""
 
-    _fields_ = [("a", ctypes.c_int32), ("b", ctypes.c_int8), ("_pad_5", ctypes.c_uint8 * 11)]
+    a: int
+    b: int
+    _fields_ = (("a", ctypes.c_int32), ("b", ctypes.c_int8), ("_pad_5", ctypes.c_uint8 * 11))
 
 
 check_layout(Block, size=16, offsets={"a": 0, "b": 4, "_pad_5": 5})
 
 
-class Holder(ctypes.Structure):
+class Holder(CStruct):
     """struct holder."""
 
-    _fields_ = [("before", ctypes.c_int8), ("_pad_1", ctypes.c_uint8 * 15), ("blk", Block)]
+    before: int
+    blk: Block
+    _fields_ = (("before", ctypes.c_int8), ("_pad_1", ctypes.c_uint8 * 15), ("blk", Block))
 
 
 check_layout(Holder, size=32, offsets={"before": 0, "_pad_1": 1, "blk": 16})

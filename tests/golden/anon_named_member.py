@@ -12,6 +12,8 @@ import ctypes
 from collections.abc import Mapping
 
 from ebpf_gen.runtime import (
+    CStruct,
+    CUnion,
     MapsBase,
     ObjectFile,
     ObjectsBase,
@@ -25,28 +27,34 @@ from ebpf_gen.runtime import (
 )
 
 
-class EventPos(ctypes.Structure):
+class EventPos(CStruct):
     """anonymous struct in struct event, member pos."""
 
-    _fields_ = [("x", ctypes.c_int32), ("y", ctypes.c_int32)]
+    x: int
+    y: int
+    _fields_ = (("x", ctypes.c_int32), ("y", ctypes.c_int32))
 
 
 check_layout(EventPos, size=8, offsets={"x": 0, "y": 4})
 
 
-class EventVal(ctypes.Union):
+class EventVal(CUnion):
     """anonymous union in struct event, member val."""
 
-    _fields_ = [("i", ctypes.c_int32), ("f", ctypes.c_float)]
+    i: int
+    f: float
+    _fields_ = (("i", ctypes.c_int32), ("f", ctypes.c_float))
 
 
 check_layout(EventVal, size=4, offsets={"i": 0, "f": 0})
 
 
-class Event(ctypes.Structure):
+class Event(CStruct):
     """struct event."""
 
-    _fields_ = [("pos", EventPos), ("val", EventVal)]
+    pos: EventPos
+    val: EventVal
+    _fields_ = (("pos", EventPos), ("val", EventVal))
 
 
 check_layout(Event, size=12, offsets={"pos": 0, "val": 8})

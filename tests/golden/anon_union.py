@@ -12,6 +12,8 @@ import ctypes
 from collections.abc import Mapping
 
 from ebpf_gen.runtime import (
+    CStruct,
+    CUnion,
     MapsBase,
     ObjectFile,
     ObjectsBase,
@@ -25,20 +27,26 @@ from ebpf_gen.runtime import (
 )
 
 
-class Msg_Anon0(ctypes.Union):
+class Msg_Anon0(CUnion):
     """anonymous union in struct msg, unnamed member."""
 
-    _fields_ = [("code", ctypes.c_int32), ("flags", ctypes.c_uint32)]
+    code: int
+    flags: int
+    _fields_ = (("code", ctypes.c_int32), ("flags", ctypes.c_uint32))
 
 
 check_layout(Msg_Anon0, size=4, offsets={"code": 0, "flags": 0})
 
 
-class Msg(ctypes.Structure):
+class Msg(CStruct):
     """struct msg."""
 
+    kind: int
+    code: int
+    flags: int
+    tail: int
     _anonymous_ = ("_anon0",)
-    _fields_ = [("kind", ctypes.c_int32), ("_anon0", Msg_Anon0), ("tail", ctypes.c_int8)]
+    _fields_ = (("kind", ctypes.c_int32), ("_anon0", Msg_Anon0), ("tail", ctypes.c_int8))
 
 
 check_layout(Msg, size=12, offsets={"kind": 0, "_anon0": 4, "tail": 8})

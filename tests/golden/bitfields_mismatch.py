@@ -13,6 +13,7 @@ from collections.abc import Mapping
 
 from ebpf_gen.runtime import (
     Bitfield,
+    CStruct,
     MapsBase,
     ObjectFile,
     ObjectsBase,
@@ -26,14 +27,17 @@ from ebpf_gen.runtime import (
 )
 
 
-class Mixed(ctypes.Structure):
+class Mixed(CStruct):
     """struct mixed."""
 
-    _fields_ = [
+    a: int
+    b: int
+    c: int
+    _fields_ = (
         ("_bitfield_0", ctypes.c_uint8 * 1),
         ("c", ctypes.c_uint8),
         ("_pad_2", ctypes.c_uint8 * 2),
-    ]
+    )
 
 
 check_layout(

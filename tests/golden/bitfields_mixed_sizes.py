@@ -13,6 +13,7 @@ from collections.abc import Mapping
 
 from ebpf_gen.runtime import (
     Bitfield,
+    CStruct,
     MapsBase,
     ObjectFile,
     ObjectsBase,
@@ -26,10 +27,13 @@ from ebpf_gen.runtime import (
 )
 
 
-class Msizes(ctypes.Structure):
+class Msizes(CStruct):
     """struct msizes."""
 
-    _fields_ = [("_bitfield_0", ctypes.c_uint8 * 4)]
+    a: int
+    b: int
+    c: int
+    _fields_ = (("_bitfield_0", ctypes.c_uint8 * 4),)
 
 
 check_layout(

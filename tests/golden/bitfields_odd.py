@@ -13,6 +13,7 @@ from collections.abc import Mapping
 
 from ebpf_gen.runtime import (
     Bitfield,
+    CStruct,
     MapsBase,
     ObjectFile,
     ObjectsBase,
@@ -26,17 +27,23 @@ from ebpf_gen.runtime import (
 )
 
 
-class Odd(ctypes.Structure):
+class Odd(CStruct):
     """struct odd."""
 
-    _fields_ = [
+    x: int
+    a: int
+    b: int
+    y: int
+    c: int
+    d: int
+    _fields_ = (
         ("x", ctypes.c_int8),
         ("_bitfield_1", ctypes.c_uint8 * 2),
         ("y", ctypes.c_int16),
         ("_pad_6", ctypes.c_uint8 * 2),
         ("_bitfield_8", ctypes.c_uint8 * 5),
         ("_pad_13", ctypes.c_uint8 * 3),
-    ]
+    )
 
 
 check_layout(

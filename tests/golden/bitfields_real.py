@@ -12,6 +12,7 @@ import ctypes
 from collections.abc import Mapping
 
 from ebpf_gen.runtime import (
+    CStruct,
     MapsBase,
     ObjectFile,
     ObjectsBase,
@@ -25,15 +26,19 @@ from ebpf_gen.runtime import (
 )
 
 
-class Flags(ctypes.Structure):
+class Flags(CStruct):
     """struct flags."""
 
-    _fields_ = [
+    a: int
+    b: int
+    c: int
+    next: int
+    _fields_ = (
         ("a", ctypes.c_uint32, 3),
         ("b", ctypes.c_uint32, 5),
         ("c", ctypes.c_uint32, 24),
         ("next", ctypes.c_uint32),
-    ]
+    )
 
 
 check_layout(Flags, size=8, offsets={"next": 4})

@@ -9,11 +9,12 @@ Regenerate: UPDATE_GOLDEN=1 pytest tests/test_golden.py -k bitfields_signed
 from __future__ import annotations
 
 import ctypes
-import enum
 from collections.abc import Mapping
 
 from ebpf_gen.runtime import (
     Bitfield,
+    CEnum,
+    CStruct,
     MapsBase,
     ObjectFile,
     ObjectsBase,
@@ -27,17 +28,21 @@ from ebpf_gen.runtime import (
 )
 
 
-class Mode(enum.IntEnum):
+class Mode(CEnum):
     """enum mode."""
 
     MODE_OFF = 4294967295
     MODE_ON = 1
 
 
-class Sflags(ctypes.Structure):
+class Sflags(CStruct):
     """struct sflags."""
 
-    _fields_ = [("_bitfield_0", ctypes.c_uint8 * 2), ("_pad_2", ctypes.c_uint8 * 2)]
+    a: int
+    b: int
+    m: int
+    on: int
+    _fields_ = (("_bitfield_0", ctypes.c_uint8 * 2), ("_pad_2", ctypes.c_uint8 * 2))
 
 
 check_layout(

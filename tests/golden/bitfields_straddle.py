@@ -13,6 +13,7 @@ from collections.abc import Mapping
 
 from ebpf_gen.runtime import (
     Bitfield,
+    CStruct,
     MapsBase,
     ObjectFile,
     ObjectsBase,
@@ -26,10 +27,14 @@ from ebpf_gen.runtime import (
 )
 
 
-class Straddle(ctypes.Structure):
+class Straddle(CStruct):
     """struct straddle."""
 
-    _fields_ = [("tag", ctypes.c_uint8), ("_bitfield_1", ctypes.c_uint8 * 12)]
+    tag: int
+    a: int
+    b: int
+    c: int
+    _fields_ = (("tag", ctypes.c_uint8), ("_bitfield_1", ctypes.c_uint8 * 12))
 
 
 check_layout(

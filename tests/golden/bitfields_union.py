@@ -13,6 +13,8 @@ from collections.abc import Mapping
 
 from ebpf_gen.runtime import (
     Bitfield,
+    CStruct,
+    CUnion,
     MapsBase,
     ObjectFile,
     ObjectsBase,
@@ -26,10 +28,13 @@ from ebpf_gen.runtime import (
 )
 
 
-class PackedBits(ctypes.Union):
+class PackedBits(CUnion):
     """union packed_bits."""
 
-    _fields_ = [("_bitfield_0", ctypes.c_uint8 * 2), ("whole", ctypes.c_int32)]
+    a: int
+    b: int
+    whole: int
+    _fields_ = (("_bitfield_0", ctypes.c_uint8 * 2), ("whole", ctypes.c_int32))
 
 
 check_layout(
@@ -43,10 +48,13 @@ check_layout(
 )
 
 
-class WithBits(ctypes.Structure):
+class WithBits(CStruct):
     """struct with_bits."""
 
-    _fields_ = [("u", PackedBits), ("s", ctypes.c_uint16, 9), ("t", ctypes.c_uint16, 7)]
+    u: PackedBits
+    s: int
+    t: int
+    _fields_ = (("u", PackedBits), ("s", ctypes.c_uint16, 9), ("t", ctypes.c_uint16, 7))
 
 
 check_layout(WithBits, size=8, offsets={"u": 0})

@@ -9,9 +9,10 @@ Regenerate: UPDATE_GOLDEN=1 pytest tests/test_golden.py -k char_arrays
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from ebpf_gen.runtime import (
+    CStruct,
     MapsBase,
     ObjectFile,
     ObjectsBase,
@@ -25,15 +26,19 @@ from ebpf_gen.runtime import (
 )
 
 
-class Names(ctypes.Structure):
+class Names(CStruct):
     """struct names."""
 
-    _fields_ = [
+    comm: bytes
+    raw: Sequence[int]
+    sbytes: Sequence[int]
+    table: Sequence[bytes]
+    _fields_ = (
         ("comm", ctypes.c_char * 16),
         ("raw", ctypes.c_uint8 * 4),
         ("sbytes", ctypes.c_int8 * 3),
         ("table", ctypes.c_char * 8 * 2),
-    ]
+    )
 
 
 check_layout(Names, size=39, offsets={"comm": 0, "raw": 16, "sbytes": 20, "table": 23})

@@ -9,9 +9,10 @@ Regenerate: UPDATE_GOLDEN=1 pytest tests/test_golden.py -k empty_and_zero
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from ebpf_gen.runtime import (
+    CStruct,
     MapsBase,
     ObjectFile,
     ObjectsBase,
@@ -25,24 +26,28 @@ from ebpf_gen.runtime import (
 )
 
 
-class Empty(ctypes.Structure):
+class Empty(CStruct):
     """struct empty."""
 
-    _fields_ = []
+    _fields_ = ()
 
 
 check_layout(Empty, size=0, offsets={})
 
 
-class WithEmpty(ctypes.Structure):
+class WithEmpty(CStruct):
     """struct with_empty."""
 
-    _fields_ = [
+    a: int
+    e: Empty
+    b: int
+    zero: Sequence[int]
+    _fields_ = (
         ("a", ctypes.c_int32),
         ("e", Empty),
         ("b", ctypes.c_int32),
         ("zero", ctypes.c_int32 * 0),
-    ]
+    )
 
 
 check_layout(WithEmpty, size=8, offsets={"a": 0, "e": 4, "b": 4, "zero": 8})

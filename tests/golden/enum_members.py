@@ -9,10 +9,11 @@ Regenerate: UPDATE_GOLDEN=1 pytest tests/test_golden.py -k enum_members
 from __future__ import annotations
 
 import ctypes
-import enum
 from collections.abc import Mapping
 
 from ebpf_gen.runtime import (
+    CEnum,
+    CStruct,
     MapsBase,
     ObjectFile,
     ObjectsBase,
@@ -26,7 +27,7 @@ from ebpf_gen.runtime import (
 )
 
 
-class Kind(enum.IntEnum):
+class Kind(CEnum):
     """enum kind."""
 
     V_KIND_HIDDEN = 0
@@ -35,20 +36,27 @@ class Kind(enum.IntEnum):
     KIND_OK = 3
 
 
-class TaggedInlineKind(enum.IntEnum):
+class TaggedInlineKind(CEnum):
     """anonymous enum in struct tagged, member inline_kind."""
 
     ANON_X = 7
     ANON_Y = 8
 
 
-class Tagged(ctypes.Structure):
+class Tagged(CStruct):
     """struct tagged."""
 
-    _fields_ = [("k", ctypes.c_uint32), ("inline_kind", ctypes.c_uint32)]
+    k: Kind
+    inline_kind: TaggedInlineKind
+    _fields_ = (("k", ctypes.c_uint32), ("inline_kind", ctypes.c_uint32))
 
 
-check_layout(Tagged, size=8, offsets={"k": 0, "inline_kind": 4})
+check_layout(
+    Tagged,
+    size=8,
+    offsets={"k": 0, "inline_kind": 4},
+    enums={"k": Kind, "inline_kind": TaggedInlineKind},
+)
 
 C_TYPES: dict[str, type] = {"enum kind": Kind, "struct tagged": Tagged}
 

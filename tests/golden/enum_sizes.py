@@ -9,10 +9,11 @@ Regenerate: UPDATE_GOLDEN=1 pytest tests/test_golden.py -k enum_sizes
 from __future__ import annotations
 
 import ctypes
-import enum
 from collections.abc import Mapping
 
 from ebpf_gen.runtime import (
+    CEnum,
+    CStruct,
     MapsBase,
     ObjectFile,
     ObjectsBase,
@@ -26,14 +27,14 @@ from ebpf_gen.runtime import (
 )
 
 
-class Big(enum.IntEnum):
+class Big(CEnum):
     """enum big."""
 
     BIG_A = 1
     BIG_B = 0
 
 
-class Neg(enum.IntEnum):
+class Neg(CEnum):
     """enum neg."""
 
     NEG_MINUS = 4294967291
@@ -41,40 +42,50 @@ class Neg(enum.IntEnum):
     NEG_PLUS = 5
 
 
-class Small(enum.IntEnum):
+class Small(CEnum):
     """enum small."""
 
     SMALL_A = 1
     SMALL_B = 511
 
 
-class Tiny(enum.IntEnum):
+class Tiny(CEnum):
     """enum tiny."""
 
     TINY_A = 1
     TINY_B = 200
 
 
-class Word(enum.IntEnum):
+class Word(CEnum):
     """enum word."""
 
     WORD_A = 0
     WORD_B = 2147483647
 
 
-class Enums(ctypes.Structure):
+class Enums(CStruct):
     """struct enums."""
 
-    _fields_ = [
+    t: Tiny
+    s: Small
+    w: Word
+    n: Neg
+    b: Big
+    _fields_ = (
         ("t", ctypes.c_uint8),
         ("s", ctypes.c_uint16),
         ("w", ctypes.c_uint32),
         ("n", ctypes.c_uint32),
         ("b", ctypes.c_uint64),
-    ]
+    )
 
 
-check_layout(Enums, size=24, offsets={"t": 0, "s": 2, "w": 4, "n": 8, "b": 16})
+check_layout(
+    Enums,
+    size=24,
+    offsets={"t": 0, "s": 2, "w": 4, "n": 8, "b": 16},
+    enums={"t": Tiny, "s": Small, "w": Word, "n": Neg, "b": Big},
+)
 
 C_TYPES: dict[str, type] = {
     "enum big": Big,

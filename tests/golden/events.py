@@ -12,6 +12,7 @@ import ctypes
 from collections.abc import Mapping
 
 from ebpf_gen.runtime import (
+    CStruct,
     MapKind,
     MapsBase,
     MapSpec,
@@ -28,10 +29,12 @@ from ebpf_gen.runtime import (
 )
 
 
-class Sample(ctypes.Structure):
+class Sample(CStruct):
     """struct sample (layout taken from tests/golden/events.bpf.c:6: not in BTF)."""
 
-    _fields_ = [("pid", ctypes.c_uint32), ("comm", ctypes.c_char * 16)]
+    pid: int
+    comm: bytes
+    _fields_ = (("pid", ctypes.c_uint32), ("comm", ctypes.c_char * 16))
 
 
 check_layout(Sample, size=20, offsets={"pid": 0, "comm": 4})

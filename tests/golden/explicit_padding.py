@@ -12,6 +12,7 @@ import ctypes
 from collections.abc import Mapping
 
 from ebpf_gen.runtime import (
+    CStruct,
     MapsBase,
     ObjectFile,
     ObjectsBase,
@@ -25,17 +26,21 @@ from ebpf_gen.runtime import (
 )
 
 
-class Spaced(ctypes.Structure):
+class Spaced(CStruct):
     """struct spaced."""
 
-    _fields_ = [
+    a: int
+    b: int
+    c: int
+    d: int
+    _fields_ = (
         ("a", ctypes.c_int8),
         ("_pad_1", ctypes.c_uint8 * 7),
         ("b", ctypes.c_int32),
         ("c", ctypes.c_int8),
         ("d", ctypes.c_int64),
         ("_pad_24", ctypes.c_uint8 * 8),
-    ]
+    )
 
 
 check_layout(

@@ -12,6 +12,7 @@ import ctypes
 from collections.abc import Mapping
 
 from ebpf_gen.runtime import (
+    CStruct,
     MapsBase,
     ObjectFile,
     ObjectsBase,
@@ -25,10 +26,13 @@ from ebpf_gen.runtime import (
 )
 
 
-class Record(ctypes.Structure):
+class Record(CStruct):
     """struct record."""
 
-    _fields_ = [("len", ctypes.c_uint32), ("kind", ctypes.c_uint16), ("data", ctypes.c_char * 0)]
+    len: int
+    kind: int
+    data: bytes
+    _fields_ = (("len", ctypes.c_uint32), ("kind", ctypes.c_uint16), ("data", ctypes.c_char * 0))
 
 
 check_layout(Record, size=8, offsets={"len": 0, "kind": 4, "data": 6})

@@ -12,6 +12,7 @@ import ctypes
 from collections.abc import Mapping
 
 from ebpf_gen.runtime import (
+    CStruct,
     MapsBase,
     ObjectFile,
     ObjectsBase,
@@ -25,10 +26,12 @@ from ebpf_gen.runtime import (
 )
 
 
-class Config(ctypes.Structure):
+class Config(CStruct):
     """struct config."""
 
-    _fields_ = [("level", ctypes.c_uint32), ("tag", ctypes.c_char * 8)]
+    level: int
+    tag: bytes
+    _fields_ = (("level", ctypes.c_uint32), ("tag", ctypes.c_char * 8))
 
 
 check_layout(Config, size=12, offsets={"level": 0, "tag": 4})

@@ -12,6 +12,7 @@ import ctypes
 from collections.abc import Mapping
 
 from ebpf_gen.runtime import (
+    CStruct,
     MapsBase,
     ObjectFile,
     ObjectsBase,
@@ -25,16 +26,21 @@ from ebpf_gen.runtime import (
 )
 
 
-class Holes(ctypes.Structure):
+class Holes(CStruct):
     """struct holes."""
 
-    _fields_ = [
+    a: int
+    b: int
+    c: int
+    d: int
+    e: int
+    _fields_ = (
         ("a", ctypes.c_int8),
         ("b", ctypes.c_int32),
         ("c", ctypes.c_int8),
         ("d", ctypes.c_int64),
         ("e", ctypes.c_int16),
-    ]
+    )
 
 
 check_layout(Holes, size=32, offsets={"a": 0, "b": 4, "c": 8, "d": 16, "e": 24})

@@ -9,9 +9,10 @@ Regenerate: UPDATE_GOLDEN=1 pytest tests/test_golden.py -k int128
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from ebpf_gen.runtime import (
+    CStruct,
     MapsBase,
     ObjectFile,
     ObjectsBase,
@@ -25,15 +26,18 @@ from ebpf_gen.runtime import (
 )
 
 
-class Wide(ctypes.Structure):
+class Wide(CStruct):
     """struct wide."""
 
-    _fields_ = [
+    tag: int
+    big: Sequence[int]
+    ubig: Sequence[int]
+    _fields_ = (
         ("tag", ctypes.c_int8),
         ("_pad_1", ctypes.c_uint8 * 15),
         ("big", ctypes.c_uint8 * 16),  # __int128
         ("ubig", ctypes.c_uint8 * 16),  # unsigned __int128
-    ]
+    )
 
 
 check_layout(Wide, size=48, offsets={"tag": 0, "_pad_1": 1, "big": 16, "ubig": 32})

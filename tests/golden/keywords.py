@@ -13,6 +13,7 @@ from collections.abc import Mapping
 
 from ebpf_gen.runtime import (
     ArrayMap,
+    CStruct,
     MapKind,
     MapsBase,
     MapSpec,
@@ -30,10 +31,18 @@ from ebpf_gen.runtime import (
 )
 
 
-class PyWords(ctypes.Structure):
+class PyWords(CStruct):
     """struct py_words."""
 
-    _fields_ = [
+    class_: int
+    from_: int
+    def_: int
+    lambda_: int
+    type: int
+    id: int
+    _fields__: int
+    None_: int
+    _fields_ = (
         ("class_", ctypes.c_int32),
         ("from_", ctypes.c_int32),
         ("def_", ctypes.c_int32),
@@ -42,7 +51,7 @@ class PyWords(ctypes.Structure):
         ("id", ctypes.c_int32),
         ("_fields__", ctypes.c_int32),
         ("None_", ctypes.c_int32),
-    ]
+    )
 
 
 check_layout(

@@ -12,6 +12,7 @@ import ctypes
 from collections.abc import Mapping
 
 from ebpf_gen.runtime import (
+    CStruct,
     MapsBase,
     ObjectFile,
     ObjectsBase,
@@ -25,14 +26,17 @@ from ebpf_gen.runtime import (
 )
 
 
-class ARatherLongStructureNameToForceLineWrappingInTheGeneratedModule(ctypes.Structure):
+class ARatherLongStructureNameToForceLineWrappingInTheGeneratedModule(CStruct):
     """struct a_rather_long_structure_name_to_force_line_wrapping_in_the_generated_module."""
 
-    _fields_ = [
+    a_long_member_name_that_makes_the_offsets_dict_wrap: int
+    another_long_member_name_that_makes_it_wrap_twice: int
+    a_character_array_with_a_long_name: bytes
+    _fields_ = (
         ("a_long_member_name_that_makes_the_offsets_dict_wrap", ctypes.c_uint64),
         ("another_long_member_name_that_makes_it_wrap_twice", ctypes.c_uint64),
         ("a_character_array_with_a_long_name", ctypes.c_char * 48),
-    ]
+    )
 
 
 check_layout(

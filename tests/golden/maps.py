@@ -9,10 +9,11 @@ Regenerate: UPDATE_GOLDEN=1 pytest tests/test_golden.py -k maps
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from ebpf_gen.runtime import (
     ArrayMap,
+    CStruct,
     HashMap,
     Map,
     MapKind,
@@ -33,28 +34,34 @@ from ebpf_gen.runtime import (
 )
 
 
-class Key4(ctypes.Structure):
+class Key4(CStruct):
     """struct key4."""
 
-    _fields_ = [("pid", ctypes.c_uint32), ("cpu", ctypes.c_uint32)]
+    pid: int
+    cpu: int
+    _fields_ = (("pid", ctypes.c_uint32), ("cpu", ctypes.c_uint32))
 
 
 check_layout(Key4, size=8, offsets={"pid": 0, "cpu": 4})
 
 
-class LpmKey(ctypes.Structure):
+class LpmKey(CStruct):
     """struct lpm_key."""
 
-    _fields_ = [("prefixlen", ctypes.c_uint32), ("addr", ctypes.c_uint8 * 4)]
+    prefixlen: int
+    addr: Sequence[int]
+    _fields_ = (("prefixlen", ctypes.c_uint32), ("addr", ctypes.c_uint8 * 4))
 
 
 check_layout(LpmKey, size=8, offsets={"prefixlen": 0, "addr": 4})
 
 
-class Stats(ctypes.Structure):
+class Stats(CStruct):
     """struct stats."""
 
-    _fields_ = [("packets", ctypes.c_uint64), ("bytes", ctypes.c_uint64)]
+    packets: int
+    bytes: int
+    _fields_ = (("packets", ctypes.c_uint64), ("bytes", ctypes.c_uint64))
 
 
 check_layout(Stats, size=16, offsets={"packets": 0, "bytes": 8})

@@ -9,9 +9,10 @@ Regenerate: UPDATE_GOLDEN=1 pytest tests/test_golden.py -k multidim
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from ebpf_gen.runtime import (
+    CStruct,
     MapsBase,
     ObjectFile,
     ObjectsBase,
@@ -25,14 +26,17 @@ from ebpf_gen.runtime import (
 )
 
 
-class Grid(ctypes.Structure):
+class Grid(CStruct):
     """struct grid."""
 
-    _fields_ = [
+    cells: Sequence[Sequence[int]]
+    cube: Sequence[Sequence[Sequence[int]]]
+    row: Sequence[int]
+    _fields_ = (
         ("cells", ctypes.c_int32 * 3 * 2),
         ("cube", ctypes.c_uint64 * 2 * 2 * 2),
         ("row", ctypes.c_int16 * 5),
-    ]
+    )
 
 
 check_layout(Grid, size=104, offsets={"cells": 0, "cube": 24, "row": 88})

@@ -12,6 +12,7 @@ import ctypes
 from collections.abc import Mapping
 
 from ebpf_gen.runtime import (
+    CStruct,
     MapsBase,
     ObjectFile,
     ObjectsBase,
@@ -25,37 +26,43 @@ from ebpf_gen.runtime import (
 )
 
 
-class FooBar(ctypes.Structure):
+class FooBar(CStruct):
     """struct fooBar."""
 
-    _fields_ = [("b", ctypes.c_int64)]
+    b: int
+    _fields_ = (("b", ctypes.c_int64),)
 
 
 check_layout(FooBar, size=8, offsets={"b": 0})
 
 
-class FooBar_1(ctypes.Structure):
+class FooBar_1(CStruct):
     """struct foo_bar."""
 
-    _fields_ = [("a", ctypes.c_int32)]
+    a: int
+    _fields_ = (("a", ctypes.c_int32),)
 
 
 check_layout(FooBar_1, size=4, offsets={"a": 0})
 
 
-class Program_(ctypes.Structure):
+class Program_(CStruct):
     """struct program."""
 
-    _fields_ = [("c", ctypes.c_int32)]
+    c: int
+    _fields_ = (("c", ctypes.c_int32),)
 
 
 check_layout(Program_, size=4, offsets={"c": 0})
 
 
-class Both(ctypes.Structure):
+class Both(CStruct):
     """struct both."""
 
-    _fields_ = [("x", FooBar_1), ("y", FooBar), ("z", Program_)]
+    x: FooBar_1
+    y: FooBar
+    z: Program_
+    _fields_ = (("x", FooBar_1), ("y", FooBar), ("z", Program_))
 
 
 check_layout(Both, size=24, offsets={"x": 0, "y": 8, "z": 16})

@@ -12,6 +12,8 @@ import ctypes
 from collections.abc import Mapping
 
 from ebpf_gen.runtime import (
+    CStruct,
+    CUnion,
     MapsBase,
     ObjectFile,
     ObjectsBase,
@@ -25,53 +27,70 @@ from ebpf_gen.runtime import (
 )
 
 
-class Deep_Anon0Bytes(ctypes.Structure):
+class Deep_Anon0Bytes(CStruct):
     """anonymous struct in Deep_Anon0, member bytes."""
 
-    _fields_ = [
+    b0: int
+    b1: int
+    b2: int
+    b3: int
+    _fields_ = (
         ("b0", ctypes.c_int8),
         ("b1", ctypes.c_int8),
         ("b2", ctypes.c_int8),
         ("b3", ctypes.c_int8),
-    ]
+    )
 
 
 check_layout(Deep_Anon0Bytes, size=4, offsets={"b0": 0, "b1": 1, "b2": 2, "b3": 3})
 
 
-class Deep_Anon0_Anon0(ctypes.Structure):
+class Deep_Anon0_Anon0(CStruct):
     """anonymous struct in Deep_Anon0, unnamed member."""
 
-    _fields_ = [("lo", ctypes.c_int16), ("hi", ctypes.c_int16)]
+    lo: int
+    hi: int
+    _fields_ = (("lo", ctypes.c_int16), ("hi", ctypes.c_int16))
 
 
 check_layout(Deep_Anon0_Anon0, size=4, offsets={"lo": 0, "hi": 2})
 
 
-class Deep_Anon0(ctypes.Union):
+class Deep_Anon0(CUnion):
     """anonymous union in struct deep, unnamed member."""
 
+    lo: int
+    hi: int
+    whole: int
+    bytes: Deep_Anon0Bytes
     _anonymous_ = ("_anon0",)
-    _fields_ = [("_anon0", Deep_Anon0_Anon0), ("whole", ctypes.c_int32), ("bytes", Deep_Anon0Bytes)]
+    _fields_ = (("_anon0", Deep_Anon0_Anon0), ("whole", ctypes.c_int32), ("bytes", Deep_Anon0Bytes))
 
 
 check_layout(Deep_Anon0, size=4, offsets={"_anon0": 0, "whole": 0, "bytes": 0})
 
 
-class Deep_Anon1(ctypes.Union):
+class Deep_Anon1(CUnion):
     """anonymous union in struct deep, unnamed member."""
 
-    _fields_ = [("alt", ctypes.c_int64)]
+    alt: int
+    _fields_ = (("alt", ctypes.c_int64),)
 
 
 check_layout(Deep_Anon1, size=8, offsets={"alt": 0})
 
 
-class Deep(ctypes.Structure):
+class Deep(CStruct):
     """struct deep."""
 
+    head: int
+    lo: int
+    hi: int
+    whole: int
+    bytes: Deep_Anon0Bytes
+    alt: int
     _anonymous_ = ("_anon0", "_anon1")
-    _fields_ = [("head", ctypes.c_int32), ("_anon0", Deep_Anon0), ("_anon1", Deep_Anon1)]
+    _fields_ = (("head", ctypes.c_int32), ("_anon0", Deep_Anon0), ("_anon1", Deep_Anon1))
 
 
 check_layout(Deep, size=16, offsets={"head": 0, "_anon0": 4, "_anon1": 8})

@@ -9,9 +9,10 @@ Regenerate: UPDATE_GOLDEN=1 pytest tests/test_golden.py -k nested_struct
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from ebpf_gen.runtime import (
+    CStruct,
     MapsBase,
     ObjectFile,
     ObjectsBase,
@@ -25,19 +26,24 @@ from ebpf_gen.runtime import (
 )
 
 
-class Inner(ctypes.Structure):
+class Inner(CStruct):
     """struct inner."""
 
-    _fields_ = [("a", ctypes.c_int32), ("b", ctypes.c_int16)]
+    a: int
+    b: int
+    _fields_ = (("a", ctypes.c_int32), ("b", ctypes.c_int16))
 
 
 check_layout(Inner, size=8, offsets={"a": 0, "b": 4})
 
 
-class Outer(ctypes.Structure):
+class Outer(CStruct):
     """struct outer."""
 
-    _fields_ = [("first", Inner), ("x", ctypes.c_int64), ("many", Inner * 3)]
+    first: Inner
+    x: int
+    many: Sequence[Inner]
+    _fields_ = (("first", Inner), ("x", ctypes.c_int64), ("many", Inner * 3))
 
 
 check_layout(Outer, size=40, offsets={"first": 0, "x": 8, "many": 16})

@@ -12,6 +12,7 @@ import ctypes
 from collections.abc import Mapping
 
 from ebpf_gen.runtime import (
+    CStruct,
     MapsBase,
     ObjectFile,
     ObjectsBase,
@@ -25,16 +26,20 @@ from ebpf_gen.runtime import (
 )
 
 
-class Wire(ctypes.Structure):
+class Wire(CStruct):
     """struct wire."""
 
+    kind: int
+    len: int
+    port: int
+    stamp: int
     _pack_ = 1
-    _fields_ = [
+    _fields_ = (
         ("kind", ctypes.c_int8),
         ("len", ctypes.c_int32),
         ("port", ctypes.c_int16),
         ("stamp", ctypes.c_int64),
-    ]
+    )
 
 
 check_layout(Wire, size=15, offsets={"kind": 0, "len": 1, "port": 5, "stamp": 7})

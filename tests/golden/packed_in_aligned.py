@@ -12,6 +12,7 @@ import ctypes
 from collections.abc import Mapping
 
 from ebpf_gen.runtime import (
+    CStruct,
     MapsBase,
     ObjectFile,
     ObjectsBase,
@@ -25,20 +26,25 @@ from ebpf_gen.runtime import (
 )
 
 
-class InnerP(ctypes.Structure):
+class InnerP(CStruct):
     """struct inner_p."""
 
+    c: int
+    v: int
     _pack_ = 1
-    _fields_ = [("c", ctypes.c_int8), ("v", ctypes.c_int32)]
+    _fields_ = (("c", ctypes.c_int8), ("v", ctypes.c_int32))
 
 
 check_layout(InnerP, size=5, offsets={"c": 0, "v": 1})
 
 
-class OuterA(ctypes.Structure):
+class OuterA(CStruct):
     """struct outer_a."""
 
-    _fields_ = [("x", ctypes.c_int8), ("p", InnerP), ("y", ctypes.c_int32)]
+    x: int
+    p: InnerP
+    y: int
+    _fields_ = (("x", ctypes.c_int8), ("p", InnerP), ("y", ctypes.c_int32))
 
 
 check_layout(OuterA, size=12, offsets={"x": 0, "p": 1, "y": 8})

@@ -9,9 +9,10 @@ Regenerate: UPDATE_GOLDEN=1 pytest tests/test_golden.py -k pointers
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from ebpf_gen.runtime import (
+    CStruct,
     MapsBase,
     ObjectFile,
     ObjectsBase,
@@ -25,17 +26,23 @@ from ebpf_gen.runtime import (
 )
 
 
-class Node(ctypes.Structure):
+class Node(CStruct):
     """struct node."""
 
-    _fields_ = [
+    next: int
+    data: int
+    name: int
+    argv: Sequence[int]
+    cb: int
+    depth: int
+    _fields_ = (
         ("next", ctypes.c_uint64),  # struct node *
         ("data", ctypes.c_uint64),  # void *
         ("name", ctypes.c_uint64),  # const char *
         ("argv", ctypes.c_uint64 * 4),  # char *[4]
         ("cb", ctypes.c_uint64),  # callback_t
         ("depth", ctypes.c_int32),
-    ]
+    )
 
 
 check_layout(

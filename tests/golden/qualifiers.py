@@ -12,6 +12,7 @@ import ctypes
 from collections.abc import Mapping
 
 from ebpf_gen.runtime import (
+    CStruct,
     MapsBase,
     ObjectFile,
     ObjectsBase,
@@ -25,15 +26,19 @@ from ebpf_gen.runtime import (
 )
 
 
-class Quals(ctypes.Structure):
+class Quals(CStruct):
     """struct quals."""
 
-    _fields_ = [
+    ci: int
+    vu: int
+    cv: bytes
+    rp: int
+    _fields_ = (
         ("ci", ctypes.c_int32),
         ("vu", ctypes.c_uint64),
         ("cv", ctypes.c_char * 4),
         ("rp", ctypes.c_uint64),  # restrict int *
-    ]
+    )
 
 
 check_layout(Quals, size=32, offsets={"ci": 0, "vu": 8, "cv": 16, "rp": 24})

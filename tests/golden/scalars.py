@@ -12,6 +12,7 @@ import ctypes
 from collections.abc import Mapping
 
 from ebpf_gen.runtime import (
+    CStruct,
     MapsBase,
     ObjectFile,
     ObjectsBase,
@@ -25,10 +26,24 @@ from ebpf_gen.runtime import (
 )
 
 
-class Scalars(ctypes.Structure):
+class Scalars(CStruct):
     """struct scalars."""
 
-    _fields_ = [
+    c: int
+    sc: int
+    uc: int
+    s: int
+    us: int
+    i: int
+    ui: int
+    l: int  # noqa: E741
+    ul: int
+    ll: int
+    ull: int
+    b: bool
+    f: float
+    d: float
+    _fields_ = (
         ("c", ctypes.c_int8),
         ("sc", ctypes.c_int8),
         ("uc", ctypes.c_uint8),
@@ -43,7 +58,7 @@ class Scalars(ctypes.Structure):
         ("b", ctypes.c_bool),
         ("f", ctypes.c_float),
         ("d", ctypes.c_double),
-    ]
+    )
 
 
 check_layout(

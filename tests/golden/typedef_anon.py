@@ -9,9 +9,10 @@ Regenerate: UPDATE_GOLDEN=1 pytest tests/test_golden.py -k typedef_anon
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from ebpf_gen.runtime import (
+    CStruct,
     MapsBase,
     ObjectFile,
     ObjectsBase,
@@ -25,19 +26,23 @@ from ebpf_gen.runtime import (
 )
 
 
-class PointT(ctypes.Structure):
+class PointT(CStruct):
     """typedef point_t: anonymous struct."""
 
-    _fields_ = [("x", ctypes.c_int32), ("y", ctypes.c_int32)]
+    x: int
+    y: int
+    _fields_ = (("x", ctypes.c_int32), ("y", ctypes.c_int32))
 
 
 check_layout(PointT, size=8, offsets={"x": 0, "y": 4})
 
 
-class Shape(ctypes.Structure):
+class Shape(CStruct):
     """struct shape."""
 
-    _fields_ = [("origin", PointT), ("corners", PointT * 2)]
+    origin: PointT
+    corners: Sequence[PointT]
+    _fields_ = (("origin", PointT), ("corners", PointT * 2))
 
 
 check_layout(Shape, size=24, offsets={"origin": 0, "corners": 8})

@@ -12,6 +12,7 @@ import ctypes
 from collections.abc import Mapping
 
 from ebpf_gen.runtime import (
+    CStruct,
     MapsBase,
     ObjectFile,
     ObjectsBase,
@@ -25,15 +26,19 @@ from ebpf_gen.runtime import (
 )
 
 
-class Ids(ctypes.Structure):
+class Ids(CStruct):
     """struct ids."""
 
-    _fields_ = [
+    a: int
+    b: int
+    c: int
+    d: int
+    _fields_ = (
         ("a", ctypes.c_uint32),
         ("b", ctypes.c_uint32),
         ("c", ctypes.c_uint32),
         ("d", ctypes.c_uint32),
-    ]
+    )
 
 
 check_layout(Ids, size=16, offsets={"a": 0, "b": 4, "c": 8, "d": 12})

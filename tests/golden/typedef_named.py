@@ -12,6 +12,7 @@ import ctypes
 from collections.abc import Mapping
 
 from ebpf_gen.runtime import (
+    CStruct,
     MapsBase,
     ObjectFile,
     ObjectsBase,
@@ -25,10 +26,12 @@ from ebpf_gen.runtime import (
 )
 
 
-class Item(ctypes.Structure):
+class Item(CStruct):
     """struct item."""
 
-    _fields_ = [("id", ctypes.c_uint32), ("weight", ctypes.c_uint64)]
+    id: int
+    weight: int
+    _fields_ = (("id", ctypes.c_uint32), ("weight", ctypes.c_uint64))
 
 
 check_layout(Item, size=16, offsets={"id": 0, "weight": 8})

@@ -12,6 +12,8 @@ import ctypes
 from collections.abc import Mapping
 
 from ebpf_gen.runtime import (
+    CStruct,
+    CUnion,
     MapsBase,
     ObjectFile,
     ObjectsBase,
@@ -25,19 +27,24 @@ from ebpf_gen.runtime import (
 )
 
 
-class Value(ctypes.Union):
+class Value(CUnion):
     """union value."""
 
-    _fields_ = [("i", ctypes.c_int32), ("f", ctypes.c_float), ("bytes", ctypes.c_char * 8)]
+    i: int
+    f: float
+    bytes: bytes
+    _fields_ = (("i", ctypes.c_int32), ("f", ctypes.c_float), ("bytes", ctypes.c_char * 8))
 
 
 check_layout(Value, size=8, offsets={"i": 0, "f": 0, "bytes": 0})
 
 
-class Cell(ctypes.Structure):
+class Cell(CStruct):
     """struct cell."""
 
-    _fields_ = [("type", ctypes.c_int32), ("v", Value)]
+    type: int
+    v: Value
+    _fields_ = (("type", ctypes.c_int32), ("v", Value))
 
 
 check_layout(Cell, size=12, offsets={"type": 0, "v": 4})

@@ -9,9 +9,10 @@ Regenerate: UPDATE_GOLDEN=1 pytest tests/test_golden.py -k union_top
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from ebpf_gen.runtime import (
+    CUnion,
     HashMap,
     MapKind,
     MapsBase,
@@ -26,14 +27,17 @@ from ebpf_gen.runtime import (
 )
 
 
-class Addr(ctypes.Union):
+class Addr(CUnion):
     """union addr."""
 
-    _fields_ = [
+    v4: int
+    v6: Sequence[int]
+    words: Sequence[int]
+    _fields_ = (
         ("v4", ctypes.c_uint32),
         ("v6", ctypes.c_uint8 * 16),
         ("words", ctypes.c_uint16 * 8),
-    ]
+    )
 
 
 check_layout(Addr, size=16, offsets={"v4": 0, "v6": 0, "words": 0})
