@@ -148,7 +148,6 @@ def _render(
         model,
         stem=stem,
         source=source,
-        command=opts.command,
         objects=names,
         types=opts.types,
         all_types=opts.all_types,

@@ -184,7 +184,6 @@ def render(model: ObjectModel, **kw: Any) -> str:
         model,
         stem="hostile",
         source='src/"""evil""".bpf.c',
-        command='ebpf-gen \'x"""\'',
         objects={"little": ("hostile_bpfel.o", "0" * 64)},
         **kw,
     )

@@ -123,7 +123,7 @@ def test_specs_carry_the_attribute_the_classes_declare(names_module: ModuleType)
 def test_attr_is_written_only_where_it_differs() -> None:
     repo = Path(__file__).resolve().parent.parent
     text = (repo / "generated" / "hello_map.py").read_text()
-    assert "MapSpec(" in text and "attr=" not in text
+    assert "map_spec(" in text and "attr=" not in text
 
 
 @pytest.mark.parametrize(

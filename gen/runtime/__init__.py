@@ -33,7 +33,7 @@ from .maps import (
 )
 from .objects import MapsBase, ObjectsBase, ObjectSpec, OpenObject, ProgramsBase
 from .programs import Link, Program
-from .spec import MapKind, MapSpec, ObjectFile, ProgramSpec, VariableSpec
+from .spec import MapKind, MapSpec, ObjectFile, ProgramSpec, VariableSpec, map_spec, program_spec
 from .variables import Variable, VariablesBase
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
@@ -106,6 +106,8 @@ __all__ = [
     "VariablesBase",
     "check_layout",
     "map_class",
+    "map_spec",
+    "program_spec",
     "register_map_class",
     "trace_pipe",
 ]

@@ -263,9 +263,33 @@ MODULE_IMPORTS: frozenset[str] = frozenset(
     {
         "Bitfield", "CEnum", "CStruct", "CUnion", "check_layout",
         "MapKind", "MapSpec", "MapsBase", "ObjectFile", "ObjectSpec", "ObjectsBase",
-        "OpenObject", "Program", "ProgramSpec", "ProgramsBase",
+        "OpenObject", "Program", "ProgramSpec", "ProgramsBase", "map_spec", "program_spec",
         "Variable", "VariableSpec", "VariablesBase",
         PLAIN_HANDLE.name,
         *(h.name for h in HANDLES.values()),
     }
 )  # fmt: skip
+
+
+# What a generated module writes: one line per map, program and variable, holding only what
+# the object cannot tell libbpf (the Python types, the attribute it sits under). Kind,
+# max_entries, flags and sections are libbpf's, read when the object loads.
+
+
+def map_spec(
+    name: str,
+    *,
+    key: CType | None = None,
+    value: CType | None = None,
+    event: CType | None = None,
+    inner: MapSpec | None = None,
+) -> Any:
+    """``counts: HashMap[int, int] = map_spec("counts", key=..., value=...)`` in a generated
+    Maps class: the annotation is the handle mypy sees, the value is its spec until load
+    (typed Any so that the two can share one line)."""
+    return MapSpec(name, MapKind.UNSPEC, key, value, event, inner=inner)
+
+
+def program_spec(name: str) -> Any:
+    """``hello: Program = program_spec("hello")`` in a generated Programs class."""
+    return ProgramSpec(name, "")
