@@ -42,7 +42,15 @@ def _trace(args: argparse.Namespace) -> int:
     _common.ensure_tracefs()
     chosen = PROGRAMS[(ringbuf, mode)]
     budget = _common.Budget(args.duration, args.count)
-    with hello_buffer.load(autoload={name: name == chosen for name in PROGRAMS.values()}) as objs:
+    # a literal in the call: mypy checks each name against the object's programs
+    with hello_buffer.load(
+        autoload={
+            "hello": chosen == "hello",
+            "hello_tp": chosen == "hello_tp",
+            "hello_rb": chosen == "hello_rb",
+            "hello_rb_tp": chosen == "hello_rb_tp",
+        }
+    ) as objs:
         programs = {
             "hello": objs.programs.hello,
             "hello_tp": objs.programs.hello_tp,

@@ -21,7 +21,8 @@ _UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9_]")
 # The generator's own module-level names: stdlib imports and what the module defines.
 MODULE_GLOBALS = frozenset(
     {"annotations", "ctypes", "enum", "Mapping", "TypedDict", "C_TYPES", "OBJECT", "load", "open",
-     "Maps", "Programs", "Variables", "Objects", "Constants", "Autoload", "MaxEntries"}
+     "Maps", "Programs", "Variables", "Objects", "Constants", "Autoload", "MaxEntries",
+     "TYPE_CHECKING", "Final", "Sequence"}
 )  # fmt: skip
 # A class may not take a module-level name: the module's own, or any it may import from the
 # runtime (spec.MODULE_IMPORTS, the one list of them).

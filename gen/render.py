@@ -6,6 +6,7 @@ Everything the template prints arrives precomputed here: names from ``naming``, 
 
 from __future__ import annotations
 
+import keyword
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -82,6 +83,7 @@ def module_context(
     if programs:
         used |= {"Program", "program_spec"}
     obj = _object_spec(stem, objects)
+    settings = _settings(fmt, model)
     return {
         "docstring": _module_doc(source or f"{stem}.bpf.o"),
         "uses_sequence": any("Sequence[" in h for c in classes for h in c.hints),
@@ -94,6 +96,8 @@ def module_context(
         "programs": programs,
         "variables": variables,
         "object_spec": obj,
+        "settings": settings,
+        "uses_final": any(v.readonly for v in model.variables),
     }
 
 
@@ -410,7 +414,10 @@ def _variables(
         used.add("Variable")
         args = (_lit(v.section), _lit(v.name), Atom(expr(ref)), Atom(f"offset={v.offset}"))
         handle = Group(f"Variable[{hint(ref)}](", args, ")", True)
-        lines.append(text(handle, indent=4, lead=f"{attr} = "))
+        # .rodata is frozen at load: Final makes a write a type error too, not only a
+        # run-time one (set constants before load: load(constants={...}))
+        lead = f"{attr}: Final = " if v.readonly else f"{attr} = "
+        lines.append(text(handle, indent=4, lead=lead))
     return lines
 
 
@@ -422,6 +429,30 @@ def _programs(model: ObjectModel) -> list[str]:
         text(call, indent=4, lead=f"{attr}: Program = ")
         for call, attr in zip(calls, attrs, strict=True)
     ]
+
+
+def _settings(fmt: Formatter, model: ObjectModel) -> list[str]:
+    """The TypedDicts of load()'s settings, keyed by the object's C names (functional
+    syntax: a C name may be a Python keyword)."""
+    tables = (
+        ("Constants", [(v.name, hint(_map_ref(fmt, v.type, v.name))) for v in model.variables]),
+        ("MaxEntries", [(m.name, "int") for m in model.maps]),
+        ("Autoload", [(p.name, "bool") for p in model.programs]),
+    )
+    out = []
+    for name, entries in tables:
+        if all(naming.identifier(k) == k and not keyword.iskeyword(k) and not k.startswith("__")
+               for k, _ in entries):  # fmt: skip
+            # class syntax where it can spell the names (ruff's UP013 asks for it)
+            body = [f"{k}: {t}" for k, t in entries] or ["pass"]
+            out.append("\n".join([f"class {name}(TypedDict, total=False):",
+                                  *(f"        {line}" for line in body)]))  # fmt: skip
+            continue
+        items = tuple(Atom(f"{naming.py_str(k)}: {t}") for k, t in entries)
+        call = Group("TypedDict(", (Atom(naming.py_str(name)), Group("{", items, "}", call=False),
+                                    Atom("total=False")), ")", call=True)  # fmt: skip
+        out.append(text(call, indent=4, lead=f"{name} = "))
+    return out
 
 
 def _object_spec(stem: str, objects: Mapping[str, tuple[str, str]]) -> str:

@@ -235,8 +235,8 @@ class ObjectSpec(Generic[T]):
         self,
         constants: Mapping[str, object] | None = None,
         *,
-        max_entries: Mapping[str, int] | None = None,
-        autoload: Mapping[str, bool] | None = None,
+        max_entries: Mapping[str, Any] | None = None,  # a generated MaxEntries TypedDict
+        autoload: Mapping[str, Any] | None = None,  # a generated Autoload TypedDict
         log_level: int = 0,
         log_size: int = LOG_SIZE,
     ) -> OpenObject[T]:
@@ -283,8 +283,8 @@ class ObjectSpec(Generic[T]):
         self,
         constants: Mapping[str, object] | None = None,
         *,
-        max_entries: Mapping[str, int] | None = None,
-        autoload: Mapping[str, bool] | None = None,
+        max_entries: Mapping[str, Any] | None = None,  # a generated MaxEntries TypedDict
+        autoload: Mapping[str, Any] | None = None,  # a generated Autoload TypedDict
         log_level: int = 0,
     ) -> T:
         """Open, apply the settings, load into the kernel; the Objects to use or close."""
