@@ -62,7 +62,7 @@ def module_context(
     coll = collect(model, types=types, all_types=all_types)
     fmt = Formatter(model.btf, coll.names, c_names=coll.c_names, docs=coll.docs)
     used: set[str] = {"MapsBase", "ProgramsBase", "VariablesBase", "ObjectsBase", "ObjectSpec"}
-    used |= {"ObjectFile", "OpenObject"}
+    used |= {"ObjectFile", "OpenObject", "NO_SETTINGS"}
     classes: list[_ClassBlock] = []
     records = {tid: fmt.record(tid) for tid in coll.order if not isinstance(model.btf[tid], Enum)}
     embedded = _anonymous_members(records.values())

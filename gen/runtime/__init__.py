@@ -33,7 +33,16 @@ from .maps import (
 )
 from .objects import MapsBase, ObjectsBase, ObjectSpec, OpenObject, ProgramsBase
 from .programs import Link, Program
-from .spec import MapKind, MapSpec, ObjectFile, ProgramSpec, VariableSpec, map_spec, program_spec
+from .spec import (
+    NO_SETTINGS,
+    MapKind,
+    MapSpec,
+    ObjectFile,
+    ProgramSpec,
+    VariableSpec,
+    map_spec,
+    program_spec,
+)
 from .variables import Variable, VariablesBase
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
@@ -68,6 +77,7 @@ __all__ = [
     "BPF_ANY",
     "BPF_EXIST",
     "BPF_NOEXIST",
+    "NO_SETTINGS",
     "ArrayMap",
     "AttachError",
     "Bitfield",

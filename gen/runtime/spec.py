@@ -11,6 +11,7 @@ than everything else in the runtime together.
 from __future__ import annotations
 
 import enum
+from types import MappingProxyType
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
@@ -264,6 +265,7 @@ MODULE_IMPORTS: frozenset[str] = frozenset(
         "Bitfield", "CEnum", "CStruct", "CUnion", "check_layout",
         "MapKind", "MapSpec", "MapsBase", "ObjectFile", "ObjectSpec", "ObjectsBase",
         "OpenObject", "Program", "ProgramSpec", "ProgramsBase", "map_spec", "program_spec",
+        "NO_SETTINGS",
         "Variable", "VariableSpec", "VariablesBase",
         PLAIN_HANDLE.name,
         *(h.name for h in HANDLES.values()),
@@ -293,3 +295,9 @@ def map_spec(
 def program_spec(name: str) -> Any:
     """``hello: Program = program_spec("hello")`` in a generated Programs class."""
     return ProgramSpec(name, "")
+
+
+# The default of a generated load()'s settings: an empty read-only mapping, typed Any so
+# that the parameter's type is the TypedDict alone (mypy then names a wrong key or value,
+# where ``TypedDict | None`` only says the whole dict does not fit).
+NO_SETTINGS: Any = MappingProxyType({})

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 
 from ebpf_gen.runtime import (
+    NO_SETTINGS,
     CEnum,
     CStruct,
     MapsBase,
@@ -148,10 +149,10 @@ def open(*, log_level: int = 0) -> OpenObject[Objects]:
 
 
 def load(
-    constants: Constants | None = None,
+    constants: Constants = NO_SETTINGS,
     *,
-    max_entries: MaxEntries | None = None,
-    autoload: Autoload | None = None,
+    max_entries: MaxEntries = NO_SETTINGS,
+    autoload: Autoload = NO_SETTINGS,
     log_level: int = 0,
 ) -> Objects:
     """Open and load the object for this host's byte order; ``constants`` set globals
