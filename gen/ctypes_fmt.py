@@ -10,8 +10,9 @@ the unit's tail); otherwise they become raw byte storage (``_bitfield_N``) plus 
 descriptors. Every record is then built with ctypes at generation time and compared with
 BTF, so a layout the module would get wrong fails here with a LayoutError instead.
 
-128-bit integers become ``ctypes.c_uint8 * 16`` (ctypes has no 128-bit type); the field's
-comment names the C type.
+128-bit integer members are stored as ``ctypes.c_uint8 * 16`` (ctypes has no 128-bit type)
+named ``_raw_N`` and read as ``int`` through a ``Bitfield`` of 128 bits; elsewhere (map keys,
+arrays of them) they stay byte arrays, with a comment naming the C type.
 """
 
 from __future__ import annotations
@@ -301,6 +302,15 @@ class Formatter:
                 anonymous.append(name)
             off = 0 if b.is_union else m.bit_offset // 8
             target = self.spec.resolve(m.type)
+            if m.name and _is_wide_int(target):
+                # ctypes has no 128-bit int: raw bytes, read and written as an int through
+                # the same descriptor as bitfields kept in raw storage
+                assert isinstance(target, Int)
+                storage = b.names.take(naming.raw_storage(off))
+                self._place(b, Field(storage, ref, off, comment=comment, c_member=False), mwhere)
+                b.bitfields.append(BitfieldAttr(name, storage, 0, 8 * target.size, target.signed))
+                i += 1
+                continue
             enum = self.names.get(target.id, "") if isinstance(target, Enum) else ""
             self._place(b, Field(name, ref, off, comment=comment, enum=enum), mwhere)
             i += 1
@@ -496,6 +506,12 @@ def _pad(b: _Builder, offset: int, size: int) -> Field:
 
 def _align_up(n: int, align: int) -> int:
     return (n + align - 1) // align * align
+
+
+def _is_wide_int(t: Any) -> bool:
+    """An integer ctypes cannot declare (``__int128``)."""
+    return (isinstance(t, Int) and not t.encoding & IntEncoding.BOOL
+            and t.size not in (1, 2, 4, 8))  # fmt: skip
 
 
 def _is_char(t: Int) -> bool:

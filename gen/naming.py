@@ -105,6 +105,11 @@ def bitfield_storage(offset: int) -> str:
     return f"_bitfield_{offset}"
 
 
+def raw_storage(offset: int) -> str:
+    """The bytes behind a member ctypes cannot declare (a 128-bit integer)."""
+    return f"_raw_{offset}"
+
+
 def section_name(section: str) -> str:
     """``.data.foo`` -> ``data_foo``, ``.rodata`` -> ``rodata``."""
     return identifier(section.lstrip(".").replace(".", "_")) or "section"

@@ -6,6 +6,7 @@ Everything the template prints arrives precomputed here: names from ``naming``, 
 
 from __future__ import annotations
 
+import dataclasses
 import keyword
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -14,11 +15,11 @@ from typing import Any
 import jinja2
 
 from . import naming
-from .btf.types import Enum
+from .btf.types import Enum, Ptr
 from .collect import Collected, collect
 from .ctypes_fmt import ArrayOf, ClassRef, CRef, EnumDecl, Formatter, Record, Scalar
 from .errors import GenError
-from .model import MapDef, ObjectModel
+from .model import MapDef, ObjectModel, VariableDef
 from .pyfmt import Atom, Group, Node, text
 from .runtime.spec import PLAIN_HANDLE, MapKind, handle_for
 
@@ -59,6 +60,7 @@ def module_context(
     types: Sequence[str] = (),
     all_types: bool = False,
 ) -> dict[str, Any]:
+    model = dataclasses.replace(model, variables=_variables_shown(model))
     coll = collect(model, types=types, all_types=all_types)
     fmt = Formatter(model.btf, coll.names, c_names=coll.c_names, docs=coll.docs)
     used: set[str] = {"MapsBase", "ProgramsBase", "VariablesBase", "ObjectsBase", "ObjectSpec"}
@@ -99,6 +101,16 @@ def module_context(
         "settings": settings,
         "uses_final": any(v.readonly for v in model.variables),
     }
+
+
+def _variables_shown(model: ObjectModel) -> tuple[VariableDef, ...]:
+    """The globals a module exposes: all but BTF anchors, the pointer globals named
+    ``unused_*`` that exist only to put a struct into BTF (what the missing-struct warning
+    recommends: ``struct event *unused_event __attribute__((unused));``)."""
+    return tuple(
+        v for v in model.variables
+        if not (v.name.startswith("unused_") and isinstance(model.btf.resolve(v.type), Ptr))
+    )  # fmt: skip
 
 
 def _import_order(names: set[str]) -> tuple[Atom, ...]:

@@ -165,3 +165,32 @@ def test_double_underscore_members_of_kernel_structs(tmp_path: Path, vmlinux_h: 
                          cwd=out, timeout=300)
     assert run.returncode == 0, run.stderr
     assert run.stdout.split() == ["1026", str((1 << 26) - 1), "0"]
+
+
+def test_btf_anchor_is_not_a_variable(tmp_path: Path) -> None:
+    # the global the missing-struct warning recommends exists only to put the struct in BTF
+    source = _HEAD + """
+struct event { __u32 pid; };
+struct event *unused_event __attribute__((unused));
+__u64 unused_but_real = 0;
+struct { __uint(type, BPF_MAP_TYPE_RINGBUF); __uint(max_entries, 4096); } rb SEC(".maps");
+"""
+    module, text = _module(tmp_path, "anchor", source, "--all-types")
+    assert "unused_event" not in text
+    assert [v.name for v in module.OBJECT.variables] == ["unused_but_real"]
+    assert module.Event(pid=3)._asdict() == {"pid": 3}
+
+
+def test_int128_members_read_as_int(tmp_path: Path) -> None:
+    source = _HEAD + """
+struct wide { unsigned __int128 u; __int128 s; };
+struct { __uint(type, BPF_MAP_TYPE_ARRAY); __uint(max_entries, 1); __type(key, __u32);
+         __type(value, struct wide); } m SEC(".maps");
+"""
+    module, text = _module(tmp_path, "wide", source)
+    w = module.Wide()
+    w.u, w.s = (1 << 128) - 1, -(1 << 127)
+    assert (w.u, w.s) == ((1 << 128) - 1, -(1 << 127))
+    assert bytes(w) == b"\xff" * 16 + b"\x00" * 15 + b"\x80"
+    assert "u: int" in text and "s: int" in text
+    assert repr(module.Wide()) == "Wide(u=0, s=0)"

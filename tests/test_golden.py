@@ -117,7 +117,7 @@ def _checks(cls: type[Any], c_path: str, base: int) -> list[tuple[str, str, int]
     out: list[tuple[str, str, int]] = []
     for entry in cls._fields_:
         name, ftype = entry[0], entry[1]
-        if name.startswith(("_pad_", "_bitfield_")) or len(entry) == 3:
+        if name.startswith(("_pad_", "_bitfield_", "_raw_")) or len(entry) == 3:
             continue
         offset = getattr(cls, name).offset + base
         if name.startswith("_anon"):
