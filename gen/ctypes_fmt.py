@@ -7,8 +7,10 @@ to ``_pack_ = 1`` when a member sits below its natural alignment. Bitfields beco
 ctypes bitfields only in the one case every ctypes version lays out like clang (a run of
 same-size bitfields filling storage units from a unit boundary, with nothing placed inside
 the unit's tail); otherwise they become raw byte storage (``_bitfield_N``) plus ``Bitfield``
-descriptors. Every record is then built with ctypes at generation time and compared with
-BTF, so a layout the module would get wrong fails here with a LayoutError instead.
+descriptors. Both decisions (``_pack_``, and real bitfields or raw storage) are made first by
+pure predicates over BTF (``_needs_pack``, ``_real_bitfields_fit``), then the layout is built
+once. Every record is then built with ctypes at generation time and compared with BTF, so
+a layout the module would get wrong fails here with a LayoutError instead.
 
 128-bit integer members are stored as ``ctypes.c_uint8 * 16`` (ctypes has no 128-bit type)
 named ``_raw_N`` and read as ``int`` through a ``Bitfield`` of 128 bits; elsewhere (map keys,
