@@ -1,7 +1,9 @@
-"""ObjectModel -> the text of a generated module (templates/module.py.j2).
+"""ObjectModel -> the text of a generated module (templates/module.py.j2), in two steps.
 
-Everything the template prints arrives precomputed here: names from ``naming``, layouts from
-``ctypes_fmt``, expressions laid out by ``pyfmt``. The template only loops and branches.
+``plan_module`` decides everything as plain data (``ModulePlan``): names from ``naming``,
+layouts from ``ctypes_fmt``, handles from ``runtime.spec``, Python types, imports. Then
+``module_context`` only formats that plan, statements laid out by ``pyfmt``, and the
+templates frame them (they only loop and branch).
 """
 
 from __future__ import annotations
@@ -51,6 +53,151 @@ class _ClassBlock:
     hints: tuple[str, ...] = ()  # the member annotations' types
 
 
+@dataclass(frozen=True)
+class RecordPlan:
+    record: Record
+    # (name, annotation, enum class installed by check_layout, is a ctypes field), C order
+    members: tuple[tuple[str, str, str, bool], ...]
+
+
+@dataclass(frozen=True)
+class MapPlan:
+    attr: str
+    name: str
+    handle: str  # the runtime class, from spec.HANDLES
+    params: tuple[str, ...]  # its type parameters as Python types (the inner's annotation)
+    key: CRef | None
+    value: CRef | None
+    event: CRef | None
+    inner: MapPlan | None
+
+    @property
+    def annotation(self) -> str:
+        return f"{self.handle}[{', '.join(self.params)}]" if self.params else self.handle
+
+
+@dataclass(frozen=True)
+class VariablePlan:
+    attr: str
+    name: str
+    section: str
+    offset: int
+    ref: CRef
+    readonly: bool
+
+
+@dataclass(frozen=True)
+class ModulePlan:
+    """Everything a module says, decided before any text is formed: names, layouts, Python
+    types and imports. Rendering only formats it."""
+
+    stem: str
+    built_from: str
+    files: tuple[tuple[str, str, str], ...]  # (byte order, file name, sha256), sorted
+    big_endian: bool  # Bitfield bit numbering
+    types: tuple[RecordPlan | EnumDecl, ...]  # in emission order
+    c_types: tuple[tuple[str, str], ...]  # C name -> Python expression, sorted
+    maps: tuple[MapPlan, ...]
+    programs: tuple[tuple[str, str], ...]  # (attribute, C name)
+    variables: tuple[VariablePlan, ...]
+    settings: tuple[tuple[str, tuple[tuple[str, str], ...]], ...]  # TypedDict -> (key, type)
+    imports: frozenset[str]  # from ebpf_gen.runtime
+    uses_ctypes: bool
+    uses_sequence: bool
+
+
+def plan_module(
+    model: ObjectModel,
+    *,
+    stem: str,
+    source: str | None,
+    objects: Mapping[str, tuple[str, str]],
+    types: Sequence[str] = (),
+    all_types: bool = False,
+) -> ModulePlan:
+    model = dataclasses.replace(model, variables=_variables_shown(model))
+    coll = collect(model, types=types, all_types=all_types)
+    fmt = Formatter(model.btf, coll.names, c_names=coll.c_names, docs=coll.docs)
+    records = {tid: fmt.record(tid) for tid in coll.order if not isinstance(model.btf[tid], Enum)}
+    embedded = _anonymous_members(records.values())
+    planned: list[RecordPlan | EnumDecl] = [
+        RecordPlan(records[tid], tuple(_members(fmt, records[tid], tid not in embedded)))
+        if tid in records else fmt.enum(tid)
+        for tid in coll.order
+    ]  # fmt: skip
+    c_types = _c_types(fmt, coll)
+    maps = tuple(
+        _map_plan(fmt, m, attr)
+        for m, attr in zip(model.maps, _attributes((m.name for m in model.maps), "map", "maps"),
+                           strict=True)
+    )  # fmt: skip
+    prog_attrs = _attributes((p.name for p in model.programs), "program", "programs")
+    programs = tuple(zip(prog_attrs, (p.name for p in model.programs), strict=True))
+    variables = _variable_plans(fmt, model)
+    settings = (
+        ("Constants", tuple((v.name, hint(v.ref)) for v in variables)),
+        ("MaxEntries", tuple((m.name, "int") for m in maps)),
+        ("Autoload", tuple((name, "bool") for _, name in programs)),
+    )
+    refs: list[CRef] = [ref for _, (_, ref) in c_types if ref is not None]
+    refs += [r for m in _all_maps(maps) for r in (m.key, m.value, m.event) if r is not None]
+    refs += [v.ref for v in variables]
+    return ModulePlan(
+        stem=stem,
+        built_from=source or f"{stem}.bpf.o",
+        files=tuple((order, f, digest) for order, (f, digest) in sorted(objects.items())),
+        big_endian=fmt.spec.byteorder == "big",
+        types=tuple(planned),
+        c_types=tuple((k, e) for k, (e, _) in c_types),
+        maps=maps,
+        programs=programs,
+        variables=variables,
+        settings=settings,
+        imports=_imports_of(planned, maps, programs, variables),
+        # decided from the plan: a Structure/Union class, or a ctypes scalar spelled
+        uses_ctypes=bool(records) or any(map(_spells_ctypes, refs)),
+        uses_sequence=any("Sequence[" in ann for t in planned if isinstance(t, RecordPlan)
+                          for _, ann, _, _ in t.members),
+    )  # fmt: skip
+
+
+def _all_maps(maps: Iterable[MapPlan]) -> list[MapPlan]:
+    out: list[MapPlan] = []
+    for m in maps:
+        out.append(m)
+        if m.inner is not None:
+            out += _all_maps((m.inner,))
+    return out
+
+
+def _imports_of(
+    types: Sequence[RecordPlan | EnumDecl],
+    maps: Sequence[MapPlan],
+    programs: Sequence[tuple[str, str]],
+    variables: Sequence[VariablePlan],
+) -> frozenset[str]:
+    used = {"MapsBase", "ProgramsBase", "VariablesBase", "ObjectsBase", "ObjectSpec",
+            "ObjectFile", "OpenObject", "NO_SETTINGS"}  # fmt: skip
+    for t in types:
+        if isinstance(t, EnumDecl):
+            used.add("CEnum")
+            continue
+        used |= {"check_layout", "CUnion" if t.record.is_union else "CStruct"}
+        if t.record.bitfields:
+            used.add("Bitfield")
+    if maps:
+        used.add("map_spec")
+    for m in _all_maps(maps):
+        used.add(m.handle)
+        if PLAIN_HANDLE.name in m.params:  # a map of maps without a BTF template
+            used.add(PLAIN_HANDLE.name)
+    if programs:
+        used |= {"Program", "program_spec"}
+    if variables:
+        used.add("Variable")
+    return frozenset(used)
+
+
 def module_context(
     model: ObjectModel,
     *,
@@ -60,46 +207,33 @@ def module_context(
     types: Sequence[str] = (),
     all_types: bool = False,
 ) -> dict[str, Any]:
-    model = dataclasses.replace(model, variables=_variables_shown(model))
-    coll = collect(model, types=types, all_types=all_types)
-    fmt = Formatter(model.btf, coll.names, c_names=coll.c_names, docs=coll.docs)
-    used: set[str] = {"MapsBase", "ProgramsBase", "VariablesBase", "ObjectsBase", "ObjectSpec"}
-    used |= {"ObjectFile", "OpenObject", "NO_SETTINGS"}
-    classes: list[_ClassBlock] = []
-    records = {tid: fmt.record(tid) for tid in coll.order if not isinstance(model.btf[tid], Enum)}
-    embedded = _anonymous_members(records.values())
-    for tid in coll.order:
-        if tid in records:
-            classes.append(_record_block(fmt, records[tid], used, embedded))
-            used |= {"check_layout", "CUnion" if records[tid].is_union else "CStruct"}
-        else:
-            classes.append(_enum_block(fmt.enum(tid)))
-            used.add("CEnum")
-    refs: list[CRef] = []  # every type the maps, variables and C_TYPES spell
-    c_types = _c_types(fmt, coll, refs)
-    maps = _maps(fmt, model, used, refs)
-    variables = _variables(fmt, model, used, refs)
-    programs = _programs(model)
-    if maps:
-        used.add("map_spec")
-    if programs:
-        used |= {"Program", "program_spec"}
-    obj = _object_spec(stem, objects)
-    settings = _settings(fmt, model)
+    """The template's context: ``plan_module``'s decisions, formatted."""
+    plan = plan_module(
+        model, stem=stem, source=source, objects=objects, types=types, all_types=all_types
+    )
     return {
-        "docstring": _module_doc(source or f"{stem}.bpf.o"),
-        "uses_sequence": any("Sequence[" in h for c in classes for h in c.hints),
-        # decided from what is emitted: a Structure/Union class or a ctypes scalar spelled
-        "uses_ctypes": bool(records) or any(map(_spells_ctypes, refs)),
-        "imports": _imports(used),
-        "classes": classes,
-        "c_types": c_types,
-        "maps": maps,
-        "programs": programs,
-        "variables": variables,
-        "object_spec": obj,
-        "settings": settings,
-        "uses_final": any(v.readonly for v in model.variables),
+        "docstring": _module_doc(plan.built_from),
+        "uses_sequence": plan.uses_sequence,
+        "uses_ctypes": plan.uses_ctypes,
+        "imports": _imports(set(plan.imports)),
+        "classes": [
+            _record_block(t, plan.big_endian) if isinstance(t, RecordPlan) else _enum_block(t)
+            for t in plan.types
+        ],
+        "c_types": text(Group("{", tuple(Atom(f"{naming.py_str(k)}: {v}") for k, v in
+                                         plan.c_types), "}", call=False),
+                        lead="C_TYPES: dict[str, type] = "),
+        "maps": [text(_map_call(m), indent=4, lead=f"{m.attr}: {m.annotation} = ")
+                 for m in plan.maps],
+        "programs": [
+            text(Group("program_spec(", (_lit(name),), ")", call=True), indent=4,
+                 lead=f"{attr}: Program = ")
+            for attr, name in plan.programs
+        ],
+        "variables": [_variable_line(v) for v in plan.variables],
+        "object_spec": _object_spec(plan),
+        "settings": [_settings_block(name, entries) for name, entries in plan.settings],
+        "uses_final": any(v.readonly for v in plan.variables),
     }
 
 
@@ -226,8 +360,8 @@ def _members(fmt: Formatter, rec: Record, enums: bool) -> list[tuple[str, str, s
     return out
 
 
-def _record_block(fmt: Formatter, rec: Record, used: set[str], embedded: set[int]) -> _ClassBlock:
-    members = _members(fmt, rec, enums=rec.type_id not in embedded)
+def _record_block(plan: RecordPlan, big_endian: bool) -> _ClassBlock:
+    rec, members = plan.record, plan.members
     body: list[str] = [
         f"{name}: {ann}" + ("  # noqa: E741" if name in ("l", "O", "I") else "")  # C's names
         for name, ann, _, _ in members
@@ -248,14 +382,13 @@ def _record_block(fmt: Formatter, rec: Record, used: set[str], embedded: set[int
     body.append(text(Group("(", tuple(items), ")", call=False), indent=4, lead="_fields_ = "))
     bitfields: list[Node] = []
     for bf in rec.bitfields:
-        used.add("Bitfield")
         args: tuple[Atom, ...] = (
             _lit(bf.storage),
             Atom(f"bit={bf.bit}"),
             Atom(f"bits={bf.bits}"),
             Atom(f"signed={bf.signed}"),
         )
-        if fmt.spec.byteorder == "big":
+        if big_endian:
             args = (*args, Atom('byteorder="big"'))  # bit numbering of a big-endian object
         bitfields.append(Group(f"{naming.py_str(bf.name)}: Bitfield(", args, ")", call=True))
     base = "CUnion" if rec.is_union else "CStruct"
@@ -298,14 +431,15 @@ def _enum_block(decl: EnumDecl) -> _ClassBlock:
     )
 
 
-def _c_types(fmt: Formatter, coll: Collected, refs: list[CRef]) -> str:
-    entries: list[tuple[str, str]] = []
+def _c_types(fmt: Formatter, coll: Collected) -> list[tuple[str, tuple[str, CRef | None]]]:
+    """C_TYPES entries, sorted: C name -> (Python expression, the CRef it spells, if any)."""
+    entries: list[tuple[str, tuple[str, CRef | None]]] = []
     for tid in coll.order:
         c_name = coll.c_names.get(tid, "")
         if c_name and not c_name.startswith(("struct ", "union ", "enum ")):
             continue  # a typedef'd anonymous type: the typedef entry below names it
         if c_name:
-            entries.append((c_name, coll.names[tid]))
+            entries.append((c_name, (coll.names[tid], None)))
     for name, tid in coll.typedefs:
         try:
             ref, _ = fmt.ref(tid)
@@ -313,12 +447,10 @@ def _c_types(fmt: Formatter, coll: Collected, refs: list[CRef]) -> str:
             continue  # typedefs of void or functions have no ctypes type
         target = fmt.spec.resolve(tid)
         if isinstance(target, Enum) and target.id in coll.names:
-            entries.append((name, coll.names[target.id]))
+            entries.append((name, (coll.names[target.id], None)))
         else:
-            refs.append(ref)
-            entries.append((name, expr(ref)))
-    items = tuple(Atom(f"{naming.py_str(k)}: {v}") for k, v in sorted(entries))
-    return text(Group("{", items, "}", call=False), lead="C_TYPES: dict[str, type] = ")
+            entries.append((name, (expr(ref), ref)))
+    return sorted(entries)
 
 
 def _map_ref(fmt: Formatter, type_id: int | None, where: str) -> CRef | None:
@@ -346,30 +478,15 @@ def _attributes(c_names: Iterable[str], what: str, plural: str) -> list[str]:
     ]
 
 
-def _maps(fmt: Formatter, model: ObjectModel, used: set[str], refs: list[CRef]) -> list[str]:
-    """One line per map: ``attr: Handle[...] = map_spec("name", key=..., value=...)``."""
-    lines: list[str] = []
-    attrs = _attributes((m.name for m in model.maps), "map", "maps")
-    for m, attr in zip(model.maps, attrs, strict=True):
-        ann, call = _map(fmt, m, used, refs)
-        lines.append(text(call, indent=4, lead=f"{attr}: {ann} = "))
-    return lines
-
-
-def _map(
-    fmt: Formatter, m: MapDef, used: set[str], refs: list[CRef]
-) -> tuple[str, Group]:
-    """The handle annotation and the ``map_spec(...)`` call of one map (an inner template's
-    nested as ``inner=``). Kind, max_entries and flags are not written: libbpf reads them
-    from the object and the runtime asks libbpf."""
+def _map_plan(fmt: Formatter, m: MapDef, attr: str) -> MapPlan:
+    """One map: its handle from spec.HANDLES, typed by role; an inner template nested.
+    Kind, max_entries and flags are not planned: libbpf reads them from the object."""
     where = f"map {m.name}"
     handle = handle_for(_map_kind(m))
-    used.add(handle.name)
     key = _map_ref(fmt, m.key_type, where)
     value = _map_ref(fmt, m.value_type, where)
     event = _map_ref(fmt, m.event_type, where)
-    refs.extend(r for r in (key, value, event) if r is not None)
-    inner: tuple[Node, ...] = ()
+    inner = _map_plan(fmt, m.inner, m.inner.name) if m.inner is not None else None
     params: list[str] = []
     for role in handle.params:
         if role == "key":
@@ -380,23 +497,21 @@ def _map(
         elif role == "event":
             params.append(hint(event))
         elif role == "inner":
-            if m.inner is not None:
-                inner_ann, inner_call = _map(fmt, m.inner, used, refs)
-                inner = (Group("inner=" + inner_call.open, inner_call.items, ")", call=True),)
-            else:
-                inner_ann = PLAIN_HANDLE.name
-                used.add(inner_ann)
-            params.append(inner_ann)
+            params.append(inner.annotation if inner is not None else PLAIN_HANDLE.name)
         else:
             raise AssertionError(f"spec.HANDLES: unknown parameter role {role!r}")
-    ann = f"{handle.name}[{', '.join(params)}]" if params else handle.name
+    return MapPlan(attr, m.name, handle.name, tuple(params), key, value, event, inner)
+
+
+def _map_call(m: MapPlan, lead: str = "map_spec(") -> Group:
+    """``map_spec("name", key=..., value=..., event=..., inner=map_spec(...))``."""
     args: tuple[Node, ...] = (
         _lit(m.name),
         *(Atom(f"{role}={expr(ref)}") for role, ref in
-          (("key", key), ("value", value), ("event", event)) if ref is not None),
-        *inner,
+          (("key", m.key), ("value", m.value), ("event", m.event)) if ref is not None),
+        *((_map_call(m.inner, "inner=map_spec("),) if m.inner is not None else ()),
     )  # fmt: skip
-    return ann, Group("map_spec(", args, ")", call=True)
+    return Group(lead, args, ")", call=True)
 
 
 def _map_kind(m: MapDef) -> MapKind:
@@ -406,68 +521,48 @@ def _map_kind(m: MapDef) -> MapKind:
         raise GenError(f"map type {m.map_type} is not a BPF_MAP_TYPE_", where=m.name) from None
 
 
-def _variables(
-    fmt: Formatter, model: ObjectModel, used: set[str], refs: list[CRef]
-) -> list[str]:
-    """One line per global: ``attr = Variable[int](".bss", "name", ctypes.c_uint64, offset=0)``
-    (the offset: the runtime reads and writes the section's memory at it)."""
-    lines: list[str] = []
+def _variable_plans(fmt: Formatter, model: ObjectModel) -> tuple[VariablePlan, ...]:
+    out: list[VariablePlan] = []
     table = naming.NameTable()
     for v in model.variables:
         where = f"variable {v.name} ({v.section})"
         ref = _map_ref(fmt, v.type, where)
         assert ref is not None
-        refs.append(ref)
         attr = table.claim(
             naming.attribute_name(v.name),
             what=where,
             hint="two globals escape to the same Python name; rename one in C",
         )
-        used.add("Variable")
-        args = (_lit(v.section), _lit(v.name), Atom(expr(ref)), Atom(f"offset={v.offset}"))
-        handle = Group(f"Variable[{hint(ref)}](", args, ")", True)
-        # .rodata is frozen at load: Final makes a write a type error too, not only a
-        # run-time one (set constants before load: load(constants={...}))
-        lead = f"{attr}: Final = " if v.readonly else f"{attr} = "
-        lines.append(text(handle, indent=4, lead=lead))
-    return lines
+        out.append(VariablePlan(attr, v.name, v.section, v.offset, ref, v.readonly))
+    return tuple(out)
 
 
-def _programs(model: ObjectModel) -> list[str]:
-    """One line per program; its section is libbpf's, read at load."""
-    attrs = _attributes((p.name for p in model.programs), "program", "programs")
-    calls = [Group("program_spec(", (_lit(p.name),), ")", call=True) for p in model.programs]
-    return [
-        text(call, indent=4, lead=f"{attr}: Program = ")
-        for call, attr in zip(calls, attrs, strict=True)
-    ]
+def _variable_line(v: VariablePlan) -> str:
+    """``attr = Variable[int](".bss", "name", ctypes.c_uint64, offset=0)`` (the offset: the
+    runtime reads and writes the section's memory at it)."""
+    args = (_lit(v.section), _lit(v.name), Atom(expr(v.ref)), Atom(f"offset={v.offset}"))
+    handle = Group(f"Variable[{hint(v.ref)}](", args, ")", True)
+    # .rodata is frozen at load: Final makes a write a type error too, not only a run-time
+    # one (set constants before load: load(constants={...}))
+    return text(handle, indent=4, lead=f"{v.attr}: Final = " if v.readonly else f"{v.attr} = ")
 
 
-def _settings(fmt: Formatter, model: ObjectModel) -> list[str]:
-    """The TypedDicts of load()'s settings, keyed by the object's C names (functional
-    syntax: a C name may be a Python keyword)."""
-    tables = (
-        ("Constants", [(v.name, hint(_map_ref(fmt, v.type, v.name))) for v in model.variables]),
-        ("MaxEntries", [(m.name, "int") for m in model.maps]),
-        ("Autoload", [(p.name, "bool") for p in model.programs]),
-    )
-    out = []
-    for name, entries in tables:
-        if all(naming.identifier(k) == k and not keyword.iskeyword(k) and not k.startswith("__")
-               for k, _ in entries):  # fmt: skip
-            # class syntax where it can spell the names (ruff's UP013 asks for it)
-            body = [f"{k}: {t}" for k, t in entries] or ["pass"]
-            out.append("\n".join([f"class {name}(TypedDict, total=False):",
-                                  *(f"        {line}" for line in body)]))  # fmt: skip
-            continue
-        items = tuple(Atom(f"{naming.py_str(k)}: {t}") for k, t in entries)
-        call = Group("TypedDict(", (Atom(naming.py_str(name)), Group("{", items, "}", call=False),
-                                    Atom("total=False")), ")", call=True)  # fmt: skip
-        out.append(text(call, indent=4, lead=f"{name} = "))
-    return out
+def _settings_block(name: str, entries: Sequence[tuple[str, str]]) -> str:
+    """A TypedDict of load()'s settings, keyed by the object's C names: class syntax where
+    the names allow it (ruff's UP013 asks for it), else the functional form (a C name may be
+    a Python keyword)."""
+    if all(naming.identifier(k) == k and not keyword.iskeyword(k) and not k.startswith("__")
+           for k, _ in entries):  # fmt: skip
+        body = [f"{k}: {t}" for k, t in entries] or ["pass"]
+        return "\n".join([f"class {name}(TypedDict, total=False):",
+                          *(f"        {line}" for line in body)])  # fmt: skip
+    items = tuple(Atom(f"{naming.py_str(k)}: {t}") for k, t in entries)
+    call = Group("TypedDict(", (Atom(naming.py_str(name)), Group("{", items, "}", call=False),
+                                Atom("total=False")), ")", call=True)  # fmt: skip
+    return text(call, indent=4, lead=f"{name} = ")
 
 
-def _object_spec(stem: str, objects: Mapping[str, tuple[str, str]]) -> str:
+def _object_spec(plan: ModulePlan) -> str:
     files = tuple(
         Group(
             f"{naming.py_str(order)}: ObjectFile(",
@@ -475,10 +570,10 @@ def _object_spec(stem: str, objects: Mapping[str, tuple[str, str]]) -> str:
             ")",
             call=True,
         )
-        for order, (filename, digest) in sorted(objects.items())
+        for order, filename, digest in plan.files
     )
     args: tuple[Node, ...] = (
-        Atom(f"name={naming.py_str(stem)}"),
+        Atom(f"name={naming.py_str(plan.stem)}"),
         Atom("package=__name__"),
         Group("files={", files, "}", call=False),
         Atom("objects=Objects"),

@@ -194,3 +194,13 @@ struct { __uint(type, BPF_MAP_TYPE_ARRAY); __uint(max_entries, 1); __type(key, _
     assert bytes(w) == b"\xff" * 16 + b"\x00" * 15 + b"\x80"
     assert "u: int" in text and "s: int" in text
     assert repr(module.Wide()) == "Wide(u=0, s=0)"
+
+
+def test_map_of_maps_without_template_imports_map(tmp_path: Path) -> None:
+    source = _HEAD + """
+struct { __uint(type, BPF_MAP_TYPE_HASH_OF_MAPS); __uint(max_entries, 1);
+         __type(key, __u32); __type(value, __u32); } outer SEC(".maps");
+"""
+    module, text = _module(tmp_path, "untemplated", source)
+    assert "outer: MapOfMaps[int, Map] = " in text
+    assert module.Map is rt.Map
