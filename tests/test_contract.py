@@ -1,4 +1,4 @@
-"""The one contract between generator and runtime (gen/runtime/spec.py), end to end.
+"""The one contract between generator and runtime (gen/ebpf_gen/runtime/spec.py), end to end.
 
 The generator reads the map kinds, the handle per kind and the names a module may import
 from ``ebpf_gen.runtime.spec``; these tests render real clang output against that table and

@@ -1,6 +1,6 @@
 """Maps and programs whose C names are not Python attributes, from BTF to ``objs.maps.<attr>``.
 
-The generator decides each attribute (gen/naming.py) and writes it into the spec as
+The generator decides each attribute (gen/ebpf_gen/naming.py) and writes it into the spec as
 ``attr``; the runtime sets the handle there without re-deriving the rule. Covered: Python
 keywords and builtins (``class``, ``print``) straight from clang, and names that are not
 identifiers at all (``dot.map``), which C cannot spell: the test renames symbols in a

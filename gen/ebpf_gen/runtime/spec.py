@@ -117,7 +117,7 @@ def _rebuild(cls: type[_F], values: tuple[object, ...]) -> _F:
 class _Named(_Frozen):
     """A spec whose handle sits on a generated class under ``attribute``.
 
-    The generator decides the attribute (``gen/naming.py``: keywords, builtins and names that
+    The generator decides the attribute (``ebpf_gen.naming``: keywords, builtins and names that
     are not identifiers are rewritten) and writes it as ``attr`` only when it differs from
     the C name; the runtime never re-derives it.
     """
