@@ -1,8 +1,9 @@
 """Learning eBPF, chapter 2, hello-buffer.py: one record per execve() sent to user space.
 
 Run: sudo .venv/bin/python -m examples.hello_buffer [--ringbuf] [--count N] [--duration S] [--json]
-Shows: ``PerfEventArray[DataT]`` / ``RingBuf[DataT]`` yielding decoded ``DataT`` records,
-where struct data_t is a type clang left out of BTF and ebpf-gen recovered from the C source.
+Shows: a reader opened on request on ``PerfEventArray[DataT]`` / ``RingBuf[DataT]``, yielding
+decoded ``DataT`` records, where struct data_t is a type clang left out of BTF and ebpf-gen
+recovered from the C source.
 """
 
 from __future__ import annotations
@@ -57,8 +58,10 @@ def _trace(args: argparse.Namespace) -> int:
             "hello_rb": objs.programs.hello_rb,
             "hello_rb_tp": objs.programs.hello_rb_tp,
         }
-        events = objs.maps.rb if ringbuf else objs.maps.output
-        with programs[chosen].attach():
+        # Only the chosen map gets a reader (perf rings on every CPU, or the ring's mmap),
+        # opened before the attach so that no event finds the perf map without one.
+        events = (objs.maps.rb if ringbuf else objs.maps.output).reader()
+        with events, programs[chosen].attach():
             try:
                 while not budget.exhausted:
                     for event in events.poll(budget.remaining(0.5)):

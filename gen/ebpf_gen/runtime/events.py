@@ -1,12 +1,29 @@
-"""Event buffers: ``PerfEventArray[E]`` and ``RingBuf[E]``, read in batches.
+"""Event buffers: ``PerfEventArray[E]`` and ``RingBuf[E]`` and the readers on top of them.
 
-libbpf's perf_buffer/ring_buffer call back into Python once per record, which caps the
-drain rate far below what a BPF program can emit. Here the rings are mapped directly and
-parsed in Python in one pass per wakeup: perf rings are copied out in bulk (one or two
-``string_at`` copies) and ``data_tail`` is released before decoding, so the kernel gets
-the space back as early as possible; ring buffer records are decoded in place (the data
-pages are mapped twice, so a record never wraps) and ``consumer_pos`` advances once per
-pass. Every event is a copy (``E.from_buffer_copy``), never a view into the ring.
+An event map is a handle, not a mapping: nothing is opened at load. Its reader (perf events
+and mmaps, or libbpf's perf_buffer/ring_buffer) is opened by ``m.reader(...)`` or on the
+first ``poll``/``events``/``async for``/``poll_array``, as cilium/ebpf's
+``perf.NewReader``/``ringbuf.NewReader`` build a reader on a map on request. A map has at
+most one reader open at a time: two consumers of one ring would race on its consumer
+position (the kernel keeps one per ring), and a perf map's CPU slots hold one reader's
+perf events.
+
+Readers are thread-safe: a lock serializes the drains (held while a batch is taken from the
+rings and decoded, never while waiting in epoll), so two threads polling one map each get
+distinct events, every event once. One lock acquisition per batch costs nothing per event,
+and Python users do share a reader between a thread pool's workers.
+
+Here the rings are mapped directly and parsed in Python in one pass per wakeup: runs of
+records of one size sit at a fixed stride, found from their headers with C-level slices,
+and decoded straight from the ring (perf: ``data_tail`` released after the batch is
+copied; ring buffer: the data pages are mapped twice, so a record never wraps, and
+``consumer_pos`` advances once per pass). Every event is a copy (``E.from_buffer_copy``),
+never a view into the ring. ``poll_array``/``drain_array`` give the same batch as one
+numpy structured array (``numpy`` imported only then): views of the ring's runs are
+concatenated, one copy per batch, before the ring space is released. One copy rather than
+none: a zero-copy array would have to hold the consumer position until the user drops the
+array, stalling the producer for as long as the user keeps it (and a perf ring wraps,
+which a view cannot).
 
 Records shorter than ``sizeof(E)`` (a program sending a truncated struct on purpose, e.g.
 a trailing string cut to its length) are zero-padded to ``E``; ``short`` counts them.
@@ -19,14 +36,17 @@ with release stores; reading them with plain loads before the records, and writi
 tail after copying, is correct under x86's TSO. Weakly ordered CPUs (arm64, riscv64,
 ppc64) need acquire/release barriers that CPython cannot emit, so there the maps are read
 by libbpf's own ``perf_buffer``/``ring_buffer`` (C code with the barriers), which calls
-back into Python once per record: correct, and as slow as bcc. ``EBPF_GEN_EVENT_READER``
+back into Python once per record; the callback only copies the record's bytes, and the
+batch is decoded after the call by the same path as ours. ``EBPF_GEN_EVENT_READER``
 (``mmap`` or ``libbpf``) overrides the choice; the tests run both on x86.
 
 ``lost`` counts samples the kernel dropped because a perf ring was full (PERF_RECORD_LOST
 records, counted as they are read). A BPF ring buffer has no such report: when it is full
-``bpf_ringbuf_output``/``bpf_ringbuf_reserve`` fail in the program and the sample is gone;
-``RingBuf.lost`` stays 0 unless the program counts its failures in a variable the reader
-points ``lost_counter`` at.
+``bpf_ringbuf_output``/``bpf_ringbuf_reserve`` fail in the program and the sample is gone.
+Programs that send through ``<ebpf_gen/events.bpf.h>`` (shipped with the package, found by
+the generator's compile) count those failures per CPU in a companion map ``<ring>__lost``;
+``RingBuf.lost`` sums it. Without it ``lost`` reads ``lost_counter()`` when set (e.g. a BPF
+global the program increments on failure), else 0.
 """
 
 from __future__ import annotations
@@ -39,9 +59,11 @@ import os
 import select
 import struct
 import time
+from _thread import allocate_lock
 
 from . import libbpf
-from .maps import Map, register_map_class
+from .layout import Bitfield
+from .maps import register_map_class
 from .spec import MapKind
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
@@ -49,6 +71,8 @@ if TYPE_CHECKING:
     import asyncio
     from collections.abc import AsyncIterator, Callable, Iterator
     from typing import Any, Generic, TypeVar
+
+    import numpy
 
     from .spec import MapSpec
 else:  # skeletons with event maps import this module: keep typing (and asyncio) out of it
@@ -87,8 +111,8 @@ _RING_SAMPLE_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_
 _PERF_EVENT_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p)
 _LIBBPF_PERF_EVENT_CONT = -2  # enum bpf_perf_event_ret: go on with the next record
 
-# Header of a PERF_RECORD_SAMPLE with only PERF_SAMPLE_RAW: type, misc, size, raw size.
-_SAMPLE_HDR = struct.Struct("<IHHI")
+# struct perf_event_header: type, misc, size (a sample's u32 raw size follows).
+_PERF_HDR = struct.Struct("<IHH")
 _U64 = struct.Struct("<Q")
 _U32 = struct.Struct("<I")
 
@@ -192,33 +216,136 @@ def _perf_event_open(cpu: int, wakeup_bytes: int) -> int:
     return fd
 
 
-class _Decoder:
-    """Copies records of one event type (``bytes`` when None) out of a buffer."""
+# -- decoding: one path for every reader ------------------------------------------------
+#
+# A reader's parse hands runs of records (``count`` records ``stride`` bytes apart, each
+# ``size`` bytes long) and lone records to a sink; the sink copies them out (event objects
+# or one numpy array) before the reader gives the ring space back.
+
+
+class _Objects:
+    """Records decoded into event objects (``bytes`` when the map has no event type)."""
 
     def __init__(self, event: type[Any] | None) -> None:
-        self.event = event
         self.size = ctypes.sizeof(event) if event is not None else 0
         self._copy: Callable[..., Any] | None = (
             event.from_buffer_copy if event is not None else None
         )
+        self.out: list[Any] = []
 
-    def one(self, buf: Any, off: int, size: int) -> Any:
+    def one(self, buf: Any, off: int, size: int) -> None:
         copy = self._copy
         if copy is None:
-            return bytes(buf[off : off + size])
-        if size >= self.size:
-            return copy(buf, off)
-        return copy(bytes(buf[off : off + size]).ljust(self.size, b"\0"))
+            self.out.append(bytes(buf[off : off + size]))
+        elif size >= self.size:
+            self.out.append(copy(buf, off))
+        else:
+            self.out.append(copy(bytes(buf[off : off + size]).ljust(self.size, b"\0")))
 
-    def run(self, buf: Any, start: int, count: int, stride: int, size: int) -> list[Any]:
-        """``count`` records of ``size`` bytes, ``stride`` apart from ``start``."""
+    def run(self, buf: Any, start: int, count: int, stride: int, size: int) -> None:
         copy = self._copy
         stop = start + count * stride
         if copy is None:
-            return [bytes(buf[o : o + size]) for o in range(start, stop, stride)]
-        if size >= self.size:
-            return [copy(buf, o) for o in range(start, stop, stride)]
-        return [self.one(buf, o, size) for o in range(start, stop, stride)]
+            self.out += [bytes(buf[o : o + size]) for o in range(start, stop, stride)]
+        elif size >= self.size:
+            self.out += [copy(buf, o) for o in range(start, stop, stride)]
+        else:
+            for o in range(start, stop, stride):
+                self.one(buf, o, size)
+
+    def finish(self) -> list[Any]:
+        out, self.out = self.out, []
+        return out
+
+
+def _numpy() -> Any:
+    try:
+        import numpy
+    except ImportError as e:  # an optional extra: say which
+        raise ImportError(
+            "poll_array()/drain_array() need numpy: pip install 'ebpf-gen[numpy]'"
+        ) from e
+    return numpy
+
+
+def event_dtype(event: type[Any]) -> numpy.dtype[numpy.void]:
+    """The numpy structured dtype laid out exactly as the ctypes event type: same field
+    offsets, nested structs and unions as nested dtypes, padding kept (``itemsize`` is
+    ``sizeof``), ``char[N]`` as ``S{N}`` (bytes, as the objects show it). Bitfields have
+    no numpy equivalent: refused with TypeError naming the field."""
+    dtype = _DTYPES.get(event)
+    if dtype is None:
+        np = _numpy()
+        dtype = _DTYPES[event] = np.dtype(_dtype_of(np, event, event.__name__))
+    return dtype
+
+
+_DTYPES: dict[type[Any], numpy.dtype[numpy.void]] = {}
+
+
+def _dtype_of(np: Any, ctype: Any, where: str) -> Any:
+    if issubclass(ctype, (ctypes.Structure, ctypes.Union)):
+        for attr, value in vars(ctype).items():
+            if isinstance(value, Bitfield):  # generated: raw storage bytes + a descriptor
+                raise TypeError(
+                    f"{where}.{attr} is a bitfield (bits of {value.storage_field}): numpy has "
+                    "no dtype for it; read this map with poll() (event objects) instead"
+                )
+        names, formats, offsets = [], [], []
+        for field in ctype._fields_:
+            name, ftype = field[0], field[1]
+            if len(field) > 2:
+                raise TypeError(
+                    f"{where}.{name} is a bitfield: numpy has no dtype for it; "
+                    "read this map with poll() (event objects) instead"
+                )
+            names.append(name)
+            formats.append(_dtype_of(np, ftype, f"{where}.{name}"))
+            offsets.append(getattr(ctype, name).offset)
+        return np.dtype({"names": names, "formats": formats, "offsets": offsets,
+                         "itemsize": ctypes.sizeof(ctype)})
+    if issubclass(ctype, ctypes.Array):
+        if ctype._type_ is ctypes.c_char:
+            return np.dtype(f"S{ctype._length_}")
+        return np.dtype((_dtype_of(np, ctype._type_, where), (ctype._length_,)))
+    return np.dtype(ctype)
+
+
+class _Arrays:
+    """Records gathered as numpy views of the ring's runs, copied once into one array."""
+
+    def __init__(self, name: str, event: type[Any] | None) -> None:
+        if event is None:
+            raise TypeError(
+                f"event map {name!r}: no event type is known (events read as bytes), so "
+                "there is no dtype for poll_array(); give the map a type (see the README)"
+            )
+        self._np = np = _numpy()
+        self.dtype = event_dtype(event)
+        self.size = self.dtype.itemsize
+        self._view = np.ndarray
+        self._parts: list[Any] = []
+
+    def one(self, buf: Any, off: int, size: int) -> None:
+        record = bytes(buf[off : off + min(size, self.size)]).ljust(self.size, b"\0")
+        self._parts.append(self._np.frombuffer(record, self.dtype))
+
+    def run(self, buf: Any, start: int, count: int, stride: int, size: int) -> None:
+        if size < self.size:
+            for o in range(start, start + count * stride, stride):
+                self.one(buf, o, size)
+            return
+        self._parts.append(
+            self._view((count,), self.dtype, buffer=buf, offset=start, strides=(stride,))
+        )
+
+    def finish(self) -> Any:
+        parts, self._parts = self._parts, []
+        if not parts:
+            return self._np.empty(0, self.dtype)
+        return self._np.concatenate(parts)  # the one copy, out of the ring
+
+
 
 
 def _same_prefix(words: memoryview, first: int, step: int, count: int) -> int:
@@ -240,6 +367,8 @@ def _same_prefix(words: memoryview, first: int, step: int, count: int) -> int:
     return done
 
 
+
+
 class _PerfRing:
     """One CPU's BPF_OUTPUT perf event and its mmap'd ring (1 metadata + 2^n data pages)."""
 
@@ -256,8 +385,9 @@ class _PerfRing:
         except BaseException:
             os.close(self.fd)
             raise
-        self.data = self.base + PAGE_SIZE
         self.size = PAGE_SIZE * pages
+        self.data = (ctypes.c_char * self.size).from_address(self.base + PAGE_SIZE)
+        self.words = memoryview(self.data).cast("B").cast("Q")  # records are 8-byte aligned
         self.head = ctypes.c_uint64.from_address(self.base + _DATA_HEAD)
         self.tail_ptr = ctypes.c_uint64.from_address(self.base + _DATA_TAIL)
         self.tail = self.tail_ptr.value
@@ -265,70 +395,107 @@ class _PerfRing:
     def enable(self) -> None:
         fcntl.ioctl(self.fd, _PERF_EVENT_IOC_ENABLE, 0)
 
-    def take(self) -> bytes:
-        """Copy out everything between data_tail and data_head and release it to the kernel."""
-        head = self.head.value
-        tail = self.tail
-        if head == tail:
-            return b""
-        start = tail & (self.size - 1)
-        n = head - tail
-        if start + n <= self.size:
-            blob = ctypes.string_at(self.data + start, n)
-        else:
-            first = self.size - start
-            blob = ctypes.string_at(self.data + start, first) + ctypes.string_at(
-                self.data, n - first
-            )
-        self.tail_ptr.value = self.tail = head
-        return blob
+    def release(self, tail: int) -> None:
+        """Give the kernel back everything before ``tail`` (after it was copied out)."""
+        self.tail_ptr.value = self.tail = tail
 
     def close(self) -> None:
         if self.fd >= 0:
+            self.words.release()
             _munmap(self.base, self.length)
             os.close(self.fd)
             self.fd = -1
 
 
-class _Reader:
-    """What both buffer kinds share: an epoll set, poll/events/async iteration, close."""
+class EventReader(Generic[E]):
+    """A reader on one event map (``m.reader()``, or opened by the map's first ``poll``).
 
-    def __init__(self) -> None:
+    ``poll``/``drain`` return event objects, ``poll_array``/``drain_array`` the same batch
+    as one numpy structured array (``event_dtype(E)``). Thread-safe (see the module
+    docstring); closed with ``close()`` or ``with``, and with the map's object.
+    """
+
+    def __init__(self, name: str, event: type[Any] | None) -> None:
+        self.name = name
+        self.event = event
         self._epoll = select.epoll()
         self._loops: set[asyncio.AbstractEventLoop] = set()
-        self.lost = 0
+        self._lock = allocate_lock()
+        self._objects = _Objects(event)
+        self._arrays: _Arrays | None = None
+        self._lost = 0
         self.short = 0
+        self.closed = False
         # With watermark wakeups a lone event raises no wakeup: look at the rings this often.
         self.recheck: float | None = None
+        self.lost_counter: Callable[[], int] | None = None  # set by RingBuf (the header's map)
+        self._on_close: Callable[[EventReader[E]], None] | None = None
 
-    def drain(self) -> list[Any]:
+    @property
+    def lost(self) -> int:
+        """Samples dropped so far: perf rings' PERF_RECORD_LOST counts; for a ring buffer,
+        its ``<ring>__lost`` counter (see the module docstring)."""
+        if self.lost_counter is not None:
+            return self._lost + self.lost_counter()
+        return self._lost
+
+    # -- one batch ------------------------------------------------------------------------
+
+    def _take(self, sink: _Objects | _Arrays) -> Any:
+        """Parse what the rings hold into ``sink``, finish it, release the space."""
         raise NotImplementedError
 
-    def poll(self, timeout: float) -> list[Any]:
-        out = self.drain()
-        if out or timeout <= 0:
+    def _batch(self, sink: _Objects | _Arrays) -> Any:
+        with self._lock:
+            if self.closed:
+                raise ValueError(f"event map {self.name!r}: the reader is closed")
+            return self._take(sink)
+
+    def drain(self) -> list[E]:
+        """The events ready now, without waiting."""
+        out: list[E] = self._batch(self._objects)
+        return out
+
+    def drain_array(self) -> numpy.ndarray[Any, numpy.dtype[numpy.void]]:
+        """The events ready now as one structured array (empty if none), without waiting."""
+        if self._arrays is None:
+            self._arrays = _Arrays(self.name, self.event)
+        return self._batch(self._arrays)  # type: ignore[no-any-return]
+
+    def poll(self, timeout: float) -> list[E]:
+        """Wait up to ``timeout`` seconds for the first event, then return all that are ready."""
+        return self._wait(self.drain, timeout)  # type: ignore[no-any-return]
+
+    def poll_array(self, timeout: float) -> numpy.ndarray[Any, numpy.dtype[numpy.void]]:
+        """``poll``, the batch as one structured array."""
+        return self._wait(self.drain_array, timeout)  # type: ignore[no-any-return]
+
+    def _wait(self, drain: Callable[[], Any], timeout: float) -> Any:
+        out = drain()
+        if len(out) or timeout <= 0:
             return out
         deadline = time.monotonic() + timeout
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                return []
+                return out
             if self.recheck is not None:
                 remaining = min(remaining, self.recheck)
             # epoll_wait takes milliseconds; rounding up keeps the wait from ending early.
             self._epoll.poll(max(remaining, 0.001))
-            out = self.drain()
-            if out:
+            out = drain()
+            if len(out):
                 return out
 
-    def events(self, timeout: float | None) -> Iterator[Any]:
+    def events(self, timeout: float | None = None) -> Iterator[E]:
+        """Events as they come; ends after ``timeout`` seconds without one (None: never)."""
         while True:
             batch = self.poll(86400.0 if timeout is None else timeout)
             if not batch and timeout is not None:
                 return
             yield from batch
 
-    async def aiter(self) -> AsyncIterator[Any]:
+    async def __aiter__(self) -> AsyncIterator[E]:
         import asyncio  # only async readers pay for it (a third of a skeleton's start-up)
         import contextlib
 
@@ -359,16 +526,52 @@ class _Reader:
             if not loop.is_closed() and not self._epoll.closed:
                 loop.remove_reader(self._epoll.fileno())
 
+    # -- life -----------------------------------------------------------------------------
+
+    def _release(self) -> None:
+        """Free the rings (subclasses); called once, under the lock."""
+
     def close(self) -> None:
-        for loop in list(self._loops):
-            self._forget_loop(loop)
-        self._epoll.close()
+        """Close the rings (events not yet read are gone). Idempotent."""
+        with self._lock:
+            if self.closed:
+                return
+            self.closed = True
+            try:
+                self._release()
+            finally:
+                for loop in list(self._loops):
+                    self._forget_loop(loop)
+                self._epoll.close()
+        if self._on_close is not None:
+            self._on_close(self)
+
+    def __enter__(self) -> EventReader[E]:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return f"<{type(self).__name__} on {self.name!r} ({state})>"
 
 
 def _perf_wakeup(name: str, pages: int, wakeup_bytes: int | None) -> int:
-    if pages <= 0 or pages & (pages - 1):
-        raise ValueError(f"perf map {name!r}: pages must be a power of 2, got {pages}")
-    return pages * PAGE_SIZE // 4 if wakeup_bytes is None else wakeup_bytes
+    """Check the perf ring's shape (before anything is opened or closed) and return the
+    watermark in bytes (0: wake on every event)."""
+    if type(pages) is not int or pages <= 0 or pages & (pages - 1):
+        raise ValueError(f"perf map {name!r}: pages must be a power of 2, got {pages!r}")
+    if pages * PAGE_SIZE > 1 << 31:
+        raise ValueError(f"perf map {name!r}: pages={pages} is more than 2 GiB per CPU")
+    if wakeup_bytes is None:
+        return pages * PAGE_SIZE // 4
+    if type(wakeup_bytes) is not int or not 0 <= wakeup_bytes <= pages * PAGE_SIZE:
+        raise ValueError(
+            f"perf map {name!r}: wakeup_bytes must be 0..{pages * PAGE_SIZE} (the ring's "
+            f"size), got {wakeup_bytes!r}"
+        )
+    return wakeup_bytes
 
 
 def _forget_perf_event(map_fd: int, cpu: int) -> None:
@@ -378,15 +581,14 @@ def _forget_perf_event(map_fd: int, cpu: int) -> None:
     libbpf.lib().bpf_map_delete_elem(map_fd, ctypes.byref(key))
 
 
-class _PerfReader(_Reader):
+class _PerfReader(EventReader[E]):
     def __init__(
         self, map_fd: int, name: str, event: type[Any] | None, pages: int,
         wakeup_bytes: int | None,
     ) -> None:
         wakeup_bytes = _perf_wakeup(name, pages, wakeup_bytes)
-        super().__init__()
+        super().__init__(name, event)
         self._map_fd = map_fd
-        self._decoder = _Decoder(event)
         self.recheck = RECHECK if wakeup_bytes else None
         self._rings: list[_PerfRing] = []
         try:
@@ -408,47 +610,64 @@ class _PerfReader(_Reader):
             self.close()
             raise
 
-    def drain(self) -> list[Any]:
-        out: list[Any] = []
+    def _take(self, sink: _Objects | _Arrays) -> Any:
+        taken: list[tuple[_PerfRing, int]] = []
         for ring in self._rings:
-            blob = ring.take()
-            if blob:
-                self._parse(blob, out)
+            head = ring.head.value
+            if head != ring.tail:
+                taken.append((ring, self._parse(ring, head, sink)))
+        out = sink.finish()
+        for ring, tail in taken:
+            ring.release(tail)
         return out
 
-    def _parse(self, blob: bytes, out: list[Any]) -> None:
-        decoder = self._decoder
-        unpack = _SAMPLE_HDR.unpack_from
-        words = memoryview(blob).cast("Q")  # records are 8-byte aligned, sizes too
-        off, end = 0, len(blob)
-        while off < end:
-            rtype, _, size, raw = unpack(blob, off)
-            if size == 0:  # a corrupt header would loop forever: drop the rest
-                return
+    def _parse(self, ring: _PerfRing, head: int, sink: _Objects | _Arrays) -> int:
+        """Hand the records between the ring's tail and ``head`` to ``sink``; the new tail."""
+        data, words, size = ring.data, ring.words, ring.size
+        mask = size - 1
+        unpack = _PERF_HDR.unpack_from
+        pos = ring.tail
+        while pos < head:
+            off = pos & mask  # 8-byte aligned: a header never straddles the ring's end
+            rtype, _, rsize = unpack(data, off)
+            if rsize == 0:  # a corrupt header would loop forever: drop the rest
+                return head
             if rtype == _PERF_RECORD_SAMPLE:
-                count = _same_prefix(words, off // 8, size // 8, (end - off) // size)
-                if raw < decoder.size:
-                    self.short += count
-                out.extend(decoder.run(blob, off + 12, count, size, raw))
-                off += count * size
-                continue
-            if rtype == _PERF_RECORD_LOST:
-                # struct { header; u64 id; u64 lost; }
-                self.lost += _U64.unpack_from(blob, off + 16)[0]
-            off += size
+                room = min(head - pos, size - off) // rsize  # whole records before the end
+                if room:
+                    count = _same_prefix(words, off // 8, rsize // 8, room)
+                    raw = _U32.unpack_from(data, off + 8)[0]
+                    if raw < sink.size:
+                        self.short += count
+                    sink.run(data, off + 12, count, rsize, raw)
+                    pos += count * rsize
+                    continue
+                # This record wraps around the ring's end: put its two pieces together.
+                first = size - off
+                base = ctypes.addressof(data)
+                record = ctypes.string_at(base + off, first) + ctypes.string_at(
+                    base, rsize - first
+                )
+                raw = _U32.unpack_from(record, 8)[0]
+                if raw < sink.size:
+                    self.short += 1
+                sink.one(record, 12, raw)
+            elif rtype == _PERF_RECORD_LOST:
+                # struct { header; u64 id; u64 lost; }: 8-byte words, each within the ring
+                self._lost += _U64.unpack_from(data, (off + 16) & mask)[0]
+            pos += rsize
+        return pos
 
-    def close(self) -> None:
+    def _release(self) -> None:
         for ring in self._rings:
             _forget_perf_event(self._map_fd, ring.cpu)
             ring.close()
         self._rings.clear()
-        super().close()
 
 
-class _RingBufReader(_Reader):
+class _RingBufReader(EventReader[E]):
     def __init__(self, map_fd: int, name: str, event: type[Any] | None, size: int) -> None:
-        super().__init__()
-        self._decoder = _Decoder(event)
+        super().__init__(name, event)
         self._size = size
         self._cons_len = PAGE_SIZE
         self._prod_len = PAGE_SIZE + 2 * size
@@ -473,11 +692,7 @@ class _RingBufReader(_Reader):
         self._data = (ctypes.c_char * (2 * size)).from_address(self._prod_base + PAGE_SIZE)
         self._words = memoryview(self._data).cast("B").cast("I")
 
-    def drain(self) -> list[Any]:
-        out: list[Any] = []
-        if not self._prod_base:
-            return out
-        decoder = self._decoder
+    def _take(self, sink: _Objects | _Arrays) -> Any:
         unpack = _U32.unpack_from
         data, words = self._data, self._words
         mask = self._size - 1
@@ -496,35 +711,35 @@ class _RingBufReader(_Reader):
             # Headers are read from the live ring, in order, before the records they cover:
             # a header seen committed means its record is complete.
             count = _same_prefix(words, off // 4, stride // 4, (prod - cons) // stride)
-            if length < decoder.size:
+            if length < sink.size:
                 self.short += count
-            out.extend(decoder.run(data, off + _RINGBUF_HDR, count, stride, length))
+            sink.run(data, off + _RINGBUF_HDR, count, stride, length)
             cons += count * stride
+        out = sink.finish()
         if cons != self._cons:
             self._cons_ptr.value = self._cons = cons
         return out
 
-    def close(self) -> None:
+    def _release(self) -> None:
         if self._prod_base:
+            self._words.release()
             _munmap(self._prod_base, self._prod_len)
             self._prod_base = 0
         if self._cons_base:
             _munmap(self._cons_base, self._cons_len)
             self._cons_base = 0
-        super().close()
 
 
-class _LibbpfReader(_Reader):
-    """What libbpf's two readers share: a handle whose epoll fd joins ours, consumed into a
-    batch by one Python callback per record. Subclasses name the libbpf functions."""
+class _LibbpfReader(EventReader[E]):
+    """What libbpf's two readers share: a handle whose epoll fd joins ours, consumed under
+    the lock. The per-record callback only copies the record's bytes; the batch is then
+    decoded as the mmap readers decode theirs. Subclasses name the libbpf functions."""
 
     _consume = _epoll_fd = _free = ""
 
-    def __init__(self, event: type[Any] | None, open_handle: Callable[[], int | None],
-                 what: str) -> None:
-        super().__init__()
-        self._decoder = _Decoder(event)
-        self._batch: list[Any] = []
+    def __init__(self, name: str, event: type[Any] | None,
+                 open_handle: Callable[[], int | None], what: str) -> None:
+        super().__init__(name, event)
         self._handle: int | None = None
         try:
             self._handle = libbpf.check_ptr(open_handle(), what)
@@ -534,26 +749,36 @@ class _LibbpfReader(_Reader):
             self.close()
             raise
 
-    def _keep(self, data: int, size: int) -> None:
-        if size < self._decoder.size:
-            self.short += 1
-        self._batch.append(self._decoder.one(ctypes.string_at(data, size), 0, size))
+    _chunks: list[bytes]  # filled by the callback during consume
 
-    def drain(self) -> list[Any]:
-        if self._handle is None:
-            return []
+    def _take(self, sink: _Objects | _Arrays) -> Any:
+        chunks = self._chunks
         libbpf.check(getattr(libbpf.lib(), self._consume)(self._handle), self._consume)
-        out, self._batch = self._batch, []
-        return out
+        if chunks:
+            batch = chunks[:]
+            chunks.clear()
+            self._decode(batch, sink)
+        return sink.finish()
 
-    def close(self) -> None:
+    def _decode(self, chunks: list[bytes], sink: _Objects | _Arrays) -> None:
+        n, size = len(chunks), len(chunks[0])
+        if size and len(set(map(len, chunks))) == 1:  # one run at a fixed stride
+            if size < sink.size:
+                self.short += n
+            sink.run(b"".join(chunks), 0, n, size, size)
+            return
+        for chunk in chunks:
+            if len(chunk) < sink.size:
+                self.short += 1
+            sink.one(chunk, 0, len(chunk))
+
+    def _release(self) -> None:
         if self._handle is not None:
             getattr(libbpf.lib(), self._free)(self._handle)
             self._handle = None
-        super().close()
 
 
-class _LibbpfPerfReader(_LibbpfReader):
+class _LibbpfPerfReader(_LibbpfReader[E]):
     """libbpf's perf_buffer, raw: our perf_event_attr, so ``wakeup_bytes`` keeps its
     meaning and PERF_RECORD_LOST records reach ``lost``."""
 
@@ -567,93 +792,152 @@ class _LibbpfPerfReader(_LibbpfReader):
         wakeup_bytes = _perf_wakeup(name, pages, wakeup_bytes)
         self._map_fd = map_fd
         self._attr = _bpf_output_attr(wakeup_bytes)
-        self._callback = _PERF_EVENT_FN(self._record)  # held: libbpf keeps the pointer
-        super().__init__(event, lambda: libbpf.lib().perf_buffer__new_raw(
+        self._chunks = chunks = list[bytes]()
+        append, string_at = chunks.append, ctypes.string_at
+        u32, u64 = ctypes.c_uint32.from_address, ctypes.c_uint64.from_address
+
+        def record(_ctx: Any, _cpu: int, header: int) -> int:
+            rtype = u32(header).value
+            if rtype == _PERF_RECORD_SAMPLE:  # header (8 bytes), u32 raw size, raw data
+                append(string_at(header + 12, u32(header + 8).value))
+            elif rtype == _PERF_RECORD_LOST:  # header, u64 id, u64 lost
+                self._lost += u64(header + 16).value
+            return _LIBBPF_PERF_EVENT_CONT
+
+        self._callback = _PERF_EVENT_FN(record)  # held: libbpf keeps the pointer
+        super().__init__(name, event, lambda: libbpf.lib().perf_buffer__new_raw(
             map_fd, pages, ctypes.byref(self._attr),
             ctypes.cast(self._callback, ctypes.c_void_p), None, None,
         ), f"perf map {name!r}: perf_buffer__new_raw")
         self.recheck = RECHECK if wakeup_bytes else None
 
-    def _record(self, _ctx: Any, _cpu: int, header: int) -> int:
-        rtype = ctypes.c_uint32.from_address(header).value
-        if rtype == _PERF_RECORD_SAMPLE:  # header (8 bytes), u32 raw size, raw data
-            self._keep(header + 12, ctypes.c_uint32.from_address(header + 8).value)
-        elif rtype == _PERF_RECORD_LOST:  # header, u64 id, u64 lost
-            self.lost += ctypes.c_uint64.from_address(header + 16).value
-        return _LIBBPF_PERF_EVENT_CONT
-
-    def close(self) -> None:
+    def _release(self) -> None:
         opened = self._handle is not None
-        super().close()
+        super()._release()
         if opened:  # libbpf closed its perf events; the map still holds them
             for cpu in online_cpus():
                 _forget_perf_event(self._map_fd, cpu)
 
 
-class _LibbpfRingReader(_LibbpfReader):
+class _LibbpfRingReader(_LibbpfReader[E]):
     """libbpf's ring_buffer."""
 
     _consume, _epoll_fd, _free = (
         "ring_buffer__consume", "ring_buffer__epoll_fd", "ring_buffer__free")
 
     def __init__(self, map_fd: int, name: str, event: type[Any] | None) -> None:
-        self._callback = _RING_SAMPLE_FN(self._record)  # held: libbpf keeps the pointer
-        super().__init__(event, lambda: libbpf.lib().ring_buffer__new(
+        self._chunks = chunks = list[bytes]()
+        append, string_at = chunks.append, ctypes.string_at
+
+        def record(_ctx: Any, data: int, size: int) -> int:
+            append(string_at(data, size))
+            return 0
+
+        self._callback = _RING_SAMPLE_FN(record)  # held: libbpf keeps the pointer
+        super().__init__(name, event, lambda: libbpf.lib().ring_buffer__new(
             map_fd, ctypes.cast(self._callback, ctypes.c_void_p), None, None,
         ), f"ring buffer {name!r}: ring_buffer__new")
 
-    def _record(self, _ctx: Any, data: int, size: int) -> int:
-        self._keep(data, size)
-        return 0
+
+# -- the maps ------------------------------------------------------------------------------
 
 
-def _perf_reader(
-    map_fd: int, name: str, event: type[Any] | None, pages: int, wakeup_bytes: int | None,
-) -> _Reader:
-    cls = _PerfReader if reader_kind() == "mmap" else _LibbpfPerfReader
-    return cls(map_fd, name, event, pages, wakeup_bytes)
+class _EventMap(Generic[E]):
+    """Shared surface of the two event maps: a handle (name, fd, spec) that opens one reader
+    on request, and the reader's methods, which open it with default options if needed.
 
+    Not a mapping: a perf map's entries are the reader's own perf events, and a ring buffer
+    has none; ``dict`` operations would only break the reader.
+    """
 
-class _EventMap(Map, Generic[E]):
-    """Shared surface of the two event maps; the reader is opened with the map."""
+    def __init__(self, spec: MapSpec, fd: int, owner: object) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.kind = spec.kind
+        self.fd = fd
+        self.max_entries = spec.max_entries
+        # Keeps the bpf_object (and thus fd) alive as long as this handle is reachable.
+        self.owner = owner
+        self._reader: EventReader[E] | None = None
+        self._lost_before = 0  # what readers closed earlier counted
+        self._closed = False
 
-    _reader: _Reader | None
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r} {self.kind.name} fd={self.fd}>"
+
+    def _open_reader(self) -> EventReader[E]:
+        """The open reader, or a new one with default options."""
+        reader = self._reader
+        if reader is None:
+            reader = self.reader()
+        return reader
+
+    def _check_can_open(self) -> None:
+        if self._closed:
+            raise ValueError(f"event map {self.name!r} is closed")
+        if self._reader is not None:
+            raise ValueError(
+                f"event map {self.name!r} already has a reader open: close it first "
+                "(one consumer per ring; two would each lose what the other takes)"
+            )
+
+    def _adopt(self, reader: EventReader[E]) -> EventReader[E]:
+        self._reader = reader
+        reader._on_close = self._reader_closed
+        return reader
+
+    def _reader_closed(self, reader: EventReader[E]) -> None:
+        if self._reader is reader:
+            self._reader = None
+            self._lost_before += reader._lost
+
+    def reader(self) -> EventReader[E]:
+        raise NotImplementedError
 
     def poll(self, timeout: float) -> list[E]:
         """Wait up to ``timeout`` seconds for the first event, then return all that are ready."""
-        return list(self._open_reader().poll(timeout))
+        return self._open_reader().poll(timeout)
+
+    def drain(self) -> list[E]:
+        """The events ready now, without waiting."""
+        return self._open_reader().drain()
+
+    def poll_array(self, timeout: float) -> numpy.ndarray[Any, numpy.dtype[numpy.void]]:
+        """``poll``, the batch as one numpy structured array of ``event_dtype(E)``."""
+        return self._open_reader().poll_array(timeout)
+
+    def drain_array(self) -> numpy.ndarray[Any, numpy.dtype[numpy.void]]:
+        """``drain``, as one numpy structured array (empty if nothing is ready)."""
+        return self._open_reader().drain_array()
 
     def events(self, timeout: float | None = None) -> Iterator[E]:
         """Events as they come; ends after ``timeout`` seconds without one (None: never)."""
-        return iter(self._open_reader().events(timeout))
+        return self._open_reader().events(timeout)
 
     def __aiter__(self) -> AsyncIterator[E]:
-        return self._open_reader().aiter()
+        return self._open_reader().__aiter__()
 
     @property
     def lost(self) -> int:
-        """Samples the kernel reported dropped so far (see the module docstring)."""
-        return self._reader.lost if self._reader is not None else 0
+        """Samples dropped so far, over every reader this map had (see the module docstring)."""
+        reader = self._reader
+        return self._lost_before + (reader._lost if reader is not None else 0)
 
     @property
     def short(self) -> int:
-        """Records shorter than the event type, zero-padded."""
+        """Records shorter than the event type, zero-padded (by the open reader)."""
         return self._reader.short if self._reader is not None else 0
 
-    def _open_reader(self) -> _Reader:
-        if self._reader is None:
-            raise ValueError(f"event map {self.spec.name!r} is closed")
-        return self._reader
-
     def close(self) -> None:
+        """Close the reader, if one is open; the map's fd belongs to its object."""
+        self._closed = True
         if self._reader is not None:
             self._reader.close()
-            self._reader = None
-        super().close()
 
 
 class PerfEventArray(_EventMap[E]):
-    """BPF_MAP_TYPE_PERF_EVENT_ARRAY: one perf ring per online CPU, opened with the map.
+    """BPF_MAP_TYPE_PERF_EVENT_ARRAY: one perf ring per online CPU, opened by ``reader()``
+    (or the first ``poll``).
 
     Events within one CPU's ring come in order; a batch lists the CPUs one after another.
     ``pages`` (a power of 2) sizes each CPU's ring. ``wakeup_bytes`` sets when the kernel
@@ -663,47 +947,83 @@ class PerfEventArray(_EventMap[E]):
     lone event waits. ``wakeup_bytes=0`` wakes on every event (lowest latency, like bcc).
     """
 
-    def __init__(
-        self, spec: MapSpec, fd: int, owner: object, *, pages: int = DEFAULT_PAGES,
-        wakeup_bytes: int | None = None,
-    ) -> None:
+    def __init__(self, spec: MapSpec, fd: int, owner: object) -> None:
         super().__init__(spec, fd, owner)
-        self._reader = None
-        self._reader = _perf_reader(fd, spec.name, spec.event, pages, wakeup_bytes)
+        self._options: tuple[int, int | None] = (DEFAULT_PAGES, None)
+
+    def reader(
+        self, *, pages: int = DEFAULT_PAGES, wakeup_bytes: int | None = None,
+    ) -> EventReader[E]:
+        """Open the map's reader: perf rings of ``pages`` data pages on every online CPU."""
+        self._check_can_open()
+        _perf_wakeup(self.name, pages, wakeup_bytes)
+        cls = _PerfReader if reader_kind() == "mmap" else _LibbpfPerfReader
+        reader: EventReader[E] = cls(self.fd, self.name, self.spec.event, pages, wakeup_bytes)
+        self._options = (pages, wakeup_bytes)
+        return self._adopt(reader)
 
     def resize(self, pages: int, wakeup_bytes: int | None = None) -> None:
-        """Reopen the rings with ``pages`` data pages per CPU (events not yet read are lost)."""
-        reader = self._open_reader()
-        reader.close()
-        self._reader = None
-        self._reader = _perf_reader(self.fd, self.spec.name, self.spec.event, pages,
-                                    wakeup_bytes)
+        """Replace the map's reader by one with ``pages`` data pages per CPU (events not yet
+        read are lost). Bad arguments change nothing; if the new rings cannot be opened,
+        the previous shape is reopened and the error raised."""
+        if self._closed:
+            raise ValueError(f"event map {self.name!r} is closed")
+        _perf_wakeup(self.name, pages, wakeup_bytes)
+        before = self._options
+        if self._reader is not None:
+            self._reader.close()
+        try:
+            self.reader(pages=pages, wakeup_bytes=wakeup_bytes)
+        except BaseException:
+            if self._reader is None:
+                self.reader(pages=before[0], wakeup_bytes=before[1])
+            raise
 
 
 class RingBuf(_EventMap[E]):
     """BPF_MAP_TYPE_RINGBUF: one ring shared by all CPUs, events in submission order.
 
     The kernel drops samples silently when the ring is full (the program's reserve/output
-    call fails): ``lost`` reads ``lost_counter()`` when set (e.g. a BPF global the program
-    increments on failure), else 0.
+    call fails). ``lost`` sums the per-CPU counter map ``<name>__lost`` that the helpers of
+    ``<ebpf_gen/events.bpf.h>`` keep; else it reads ``lost_counter()`` when set (e.g. a BPF
+    global the program increments on failure); else 0.
     """
 
     lost_counter: Callable[[], int] | None = None
 
-    def __init__(self, spec: MapSpec, fd: int, owner: object) -> None:
-        super().__init__(spec, fd, owner)
-        self._reader = None
+    def reader(self) -> EventReader[E]:
+        """Open the map's reader: the ring mapped into this process (or libbpf's)."""
+        self._check_can_open()
         # max_entries may have been changed at open time: the kernel's value, not the spec's.
-        size = int(libbpf.map_info(fd).max_entries)
+        size = int(libbpf.map_info(self.fd).max_entries)
+        reader: EventReader[E]
         if reader_kind() == "mmap":
-            self._reader = _RingBufReader(fd, spec.name, spec.event, size)
+            reader = _RingBufReader(self.fd, self.name, self.spec.event, size)
         else:
-            self._reader = _LibbpfRingReader(fd, spec.name, spec.event)
+            reader = _LibbpfRingReader(self.fd, self.name, self.spec.event)
+        reader.lost_counter = lambda: self.lost
+        return self._adopt(reader)
 
     @property
     def lost(self) -> int:
+        counter = _lost_map(self.owner, self.name)
+        if counter is not None:
+            return sum(counter[0])
         return self.lost_counter() if self.lost_counter is not None else 0
 
 
-register_map_class(MapKind.PERF_EVENT_ARRAY, PerfEventArray)
-register_map_class(MapKind.RINGBUF, RingBuf)
+LOST_SUFFIX = "__lost"  # <ring>__lost: the per-CPU drop counter of <ebpf_gen/events.bpf.h>
+
+
+def _lost_map(owner: object, ring: str) -> Any:
+    """The loaded object's ``<ring>__lost`` map handle, if the program declares one."""
+    for handle in getattr(owner, "_handles", ()):
+        if getattr(handle, "name", None) == ring + LOST_SUFFIX:
+            return handle
+    return None
+
+
+# Event maps are handles, not MutableMappings: registered in the map registry all the same
+# (objects build and close every map handle through it).
+register_map_class(MapKind.PERF_EVENT_ARRAY, PerfEventArray)  # type: ignore[arg-type]
+register_map_class(MapKind.RINGBUF, RingBuf)  # type: ignore[arg-type]
