@@ -82,6 +82,10 @@ E = TypeVar("E")
 
 PAGE_SIZE = mmap.PAGESIZE
 RECHECK = 0.01  # seconds a lone perf event may wait when wakeups come by watermark
+# Seconds a ring buffer reader lets a batch gather after a wakeup: a ring buffer wakes its
+# reader on the first record after the reader caught up, so without it a steady stream of
+# 200k events/s costs a wakeup and a drain per few events.
+LINGER = 0.001
 DEFAULT_PAGES = 64  # data pages per CPU for perf rings: 256 KiB, as bcc and libbpf tools use
 
 # include/uapi/linux/perf_event.h
@@ -257,6 +261,9 @@ class _Objects:
         out, self.out = self.out, []
         return out
 
+    def same_prefix(self, words: memoryview, first: int, step: int, count: int) -> int:
+        return _same_prefix(words, first, step, count)
+
 
 def _numpy() -> Any:
     try:
@@ -312,7 +319,12 @@ def _dtype_of(np: Any, ctype: Any, where: str) -> Any:
 
 
 class _Arrays:
-    """Records gathered as numpy views of the ring's runs, copied once into one array."""
+    """Records gathered as numpy views of the ring's runs, copied once into one array.
+
+    The views are of bytes (``count`` rows of ``sizeof(E)`` bytes, ``stride`` apart): a
+    strided byte copy is a memcpy per row, where a copy of the structured dtype goes field
+    by field. The result is viewed as ``event_dtype(E)``.
+    """
 
     def __init__(self, name: str, event: type[Any] | None) -> None:
         if event is None:
@@ -323,29 +335,43 @@ class _Arrays:
         self._np = np = _numpy()
         self.dtype = event_dtype(event)
         self.size = self.dtype.itemsize
+        self._u8 = np.dtype(np.uint8)
         self._view = np.ndarray
         self._parts: list[Any] = []
+        self._count = 0
 
     def one(self, buf: Any, off: int, size: int) -> None:
         record = bytes(buf[off : off + min(size, self.size)]).ljust(self.size, b"\0")
-        self._parts.append(self._np.frombuffer(record, self.dtype))
+        self._parts.append(self._np.frombuffer(record, self._u8).reshape(1, self.size))
+        self._count += 1
 
     def run(self, buf: Any, start: int, count: int, stride: int, size: int) -> None:
         if size < self.size:
             for o in range(start, start + count * stride, stride):
                 self.one(buf, o, size)
             return
-        self._parts.append(
-            self._view((count,), self.dtype, buffer=buf, offset=start, strides=(stride,))
-        )
+        self._parts.append(self._view((count, self.size), self._u8, buffer=buf, offset=start,
+                                      strides=(stride, 1)))
+        self._count += count
+
+    def same_prefix(self, words: memoryview, first: int, step: int, count: int) -> int:
+        """``_same_prefix``, vectorized: the headers of a run compared in one pass."""
+        heads = self._np.frombuffer(words, words.format)[first : first + step * count : step]
+        differ = self._np.flatnonzero(heads != heads[0])
+        return int(differ[0]) if len(differ) else count
 
     def finish(self) -> Any:
         parts, self._parts = self._parts, []
+        count, self._count = self._count, 0
+        np = self._np
         if not parts:
-            return self._np.empty(0, self.dtype)
-        return self._np.concatenate(parts)  # the one copy, out of the ring
-
-
+            return np.empty(0, self.dtype)
+        out = np.empty((count, self.size), self._u8)
+        row = 0
+        for part in parts:  # the one copy, out of the ring
+            out[row : row + len(part)] = part
+            row += len(part)
+        return out.view(self.dtype).reshape(count)
 
 
 def _same_prefix(words: memoryview, first: int, step: int, count: int) -> int:
@@ -428,6 +454,8 @@ class EventReader(Generic[E]):
         self.closed = False
         # With watermark wakeups a lone event raises no wakeup: look at the rings this often.
         self.recheck: float | None = None
+        self.linger = 0.0  # seconds a ring buffer's batch may gather after a wakeup
+        self._filling = False
         self.lost_counter: Callable[[], int] | None = None  # set by RingBuf (the header's map)
         self._on_close: Callable[[EventReader[E]], None] | None = None
 
@@ -471,21 +499,46 @@ class EventReader(Generic[E]):
         return self._wait(self.drain_array, timeout)  # type: ignore[no-any-return]
 
     def _wait(self, drain: Callable[[], Any], timeout: float) -> Any:
-        out = drain()
-        if len(out) or timeout <= 0:
-            return out
-        deadline = time.monotonic() + timeout
+        """The wake-up policy: let a batch gather before taking it, so that a steady
+        stream costs a wakeup per batch, not per event, and the producer is not throttled.
+
+        Perf rings woken by watermark: wait for the watermark (or ``recheck``, the most a
+        lone event waits) before every drain. Ring buffers: ``linger`` seconds between a
+        wakeup (or a small batch) and the drain, skipped while the ring is filling faster
+        than that (the last batch took an eighth of it). ``timeout <= 0`` drains now.
+        """
+        if timeout <= 0:
+            return drain()
+        now = time.monotonic()
+        deadline = now + timeout
+        if self.recheck is not None:  # watermark: gather until it, or the recheck tick
+            self._epoll.poll(max(min(timeout, self.recheck), 0.001))
+        elif self.linger and not self._filling:
+            time.sleep(min(self.linger, timeout))
         while True:
+            out = drain()
+            if len(out):
+                self._filling = self._filling_after(len(out))
+                return out
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return out
+            if self._pending():  # records came after the drain read the ring: no wakeup
+                continue
             if self.recheck is not None:
                 remaining = min(remaining, self.recheck)
             # epoll_wait takes milliseconds; rounding up keeps the wait from ending early.
             self._epoll.poll(max(remaining, 0.001))
-            out = drain()
-            if len(out):
-                return out
+            if self.linger:
+                time.sleep(min(self.linger, max(deadline - time.monotonic(), 0)))
+
+    def _pending(self) -> bool:
+        """Records are in the ring now (checked after a drain, before sleeping on epoll)."""
+        return False
+
+    def _filling_after(self, events: int) -> bool:
+        """Whether a batch of ``events`` means the ring fills faster than ``linger``."""
+        return False
 
     def events(self, timeout: float | None = None) -> Iterator[E]:
         """Events as they come; ends after ``timeout`` seconds without one (None: never)."""
@@ -610,6 +663,9 @@ class _PerfReader(EventReader[E]):
             self.close()
             raise
 
+    def _pending(self) -> bool:
+        return any(ring.head.value != ring.tail for ring in self._rings)
+
     def _take(self, sink: _Objects | _Arrays) -> Any:
         taken: list[tuple[_PerfRing, int]] = []
         for ring in self._rings:
@@ -635,7 +691,7 @@ class _PerfReader(EventReader[E]):
             if rtype == _PERF_RECORD_SAMPLE:
                 room = min(head - pos, size - off) // rsize  # whole records before the end
                 if room:
-                    count = _same_prefix(words, off // 8, rsize // 8, room)
+                    count = sink.same_prefix(words, off // 8, rsize // 8, room)
                     raw = _U32.unpack_from(data, off + 8)[0]
                     if raw < sink.size:
                         self.short += count
@@ -666,9 +722,11 @@ class _PerfReader(EventReader[E]):
 
 
 class _RingBufReader(EventReader[E]):
-    def __init__(self, map_fd: int, name: str, event: type[Any] | None, size: int) -> None:
+    def __init__(self, map_fd: int, name: str, event: type[Any] | None, size: int,
+                 linger: float) -> None:
         super().__init__(name, event)
         self._size = size
+        self._taken = 0  # bytes the last drain took
         self._cons_len = PAGE_SIZE
         self._prod_len = PAGE_SIZE + 2 * size
         self._cons_base = self._prod_base = 0
@@ -691,6 +749,14 @@ class _RingBufReader(EventReader[E]):
         self._cons = self._cons_ptr.value
         self._data = (ctypes.c_char * (2 * size)).from_address(self._prod_base + PAGE_SIZE)
         self._words = memoryview(self._data).cast("B").cast("I")
+        self.linger = linger
+        self._eighth = size // 8
+
+    def _pending(self) -> bool:
+        return bool(self._prod_base) and self._prod_ptr.value != self._cons
+
+    def _filling_after(self, events: int) -> bool:
+        return self._taken >= self._eighth
 
     def _take(self, sink: _Objects | _Arrays) -> Any:
         unpack = _U32.unpack_from
@@ -710,12 +776,13 @@ class _RingBufReader(EventReader[E]):
                 continue
             # Headers are read from the live ring, in order, before the records they cover:
             # a header seen committed means its record is complete.
-            count = _same_prefix(words, off // 4, stride // 4, (prod - cons) // stride)
+            count = sink.same_prefix(words, off // 4, stride // 4, (prod - cons) // stride)
             if length < sink.size:
                 self.short += count
             sink.run(data, off + _RINGBUF_HDR, count, stride, length)
             cons += count * stride
         out = sink.finish()
+        self._taken = cons - self._cons
         if cons != self._cons:
             self._cons_ptr.value = self._cons = cons
         return out
@@ -825,7 +892,8 @@ class _LibbpfRingReader(_LibbpfReader[E]):
     _consume, _epoll_fd, _free = (
         "ring_buffer__consume", "ring_buffer__epoll_fd", "ring_buffer__free")
 
-    def __init__(self, map_fd: int, name: str, event: type[Any] | None) -> None:
+    def __init__(self, map_fd: int, name: str, event: type[Any] | None, size: int,
+                 linger: float) -> None:
         self._chunks = chunks = list[bytes]()
         append, string_at = chunks.append, ctypes.string_at
 
@@ -837,6 +905,16 @@ class _LibbpfRingReader(_LibbpfReader[E]):
         super().__init__(name, event, lambda: libbpf.lib().ring_buffer__new(
             map_fd, ctypes.cast(self._callback, ctypes.c_void_p), None, None,
         ), f"ring buffer {name!r}: ring_buffer__new")
+        self.linger = linger
+        self._eighth = size // 8
+        self._taken = 0
+
+    def _decode(self, chunks: list[bytes], sink: _Objects | _Arrays) -> None:
+        self._taken = sum(map(len, chunks)) + _RINGBUF_HDR * len(chunks)
+        super()._decode(chunks, sink)
+
+    def _filling_after(self, events: int) -> bool:
+        return self._taken >= self._eighth
 
 
 # -- the maps ------------------------------------------------------------------------------
@@ -991,16 +1069,22 @@ class RingBuf(_EventMap[E]):
 
     lost_counter: Callable[[], int] | None = None
 
-    def reader(self) -> EventReader[E]:
-        """Open the map's reader: the ring mapped into this process (or libbpf's)."""
+    def reader(self, *, linger: float = LINGER) -> EventReader[E]:
+        """Open the map's reader: the ring mapped into this process (or libbpf's).
+
+        ``linger``: seconds a batch may gather after a wakeup before it is taken (the most
+        it adds to an event's latency; 0: take every batch at once, a wakeup per few events
+        under a steady stream)."""
         self._check_can_open()
+        if not 0 <= linger <= 1:
+            raise ValueError(f"ring buffer {self.name!r}: linger must be 0..1 s, got {linger!r}")
         # max_entries may have been changed at open time: the kernel's value, not the spec's.
         size = int(libbpf.map_info(self.fd).max_entries)
         reader: EventReader[E]
         if reader_kind() == "mmap":
-            reader = _RingBufReader(self.fd, self.name, self.spec.event, size)
+            reader = _RingBufReader(self.fd, self.name, self.spec.event, size, linger)
         else:
-            reader = _LibbpfRingReader(self.fd, self.name, self.spec.event)
+            reader = _LibbpfRingReader(self.fd, self.name, self.spec.event, size, linger)
         reader.lost_counter = lambda: self.lost
         return self._adopt(reader)
 
