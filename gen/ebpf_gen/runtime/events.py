@@ -321,9 +321,9 @@ def _dtype_of(np: Any, ctype: Any, where: str) -> Any:
 class _Arrays:
     """Records gathered as numpy views of the ring's runs, copied once into one array.
 
-    The views are of bytes (``count`` rows of ``sizeof(E)`` bytes, ``stride`` apart): a
-    strided byte copy is a memcpy per row, where a copy of the structured dtype goes field
-    by field. The result is viewed as ``event_dtype(E)``.
+    The views are of opaque records (``V{sizeof(E)}``, ``stride`` apart): numpy copies
+    those a record at a time, where a copy of the structured dtype goes field by field
+    (and one of byte rows a byte loop per row). The result is viewed as ``event_dtype(E)``.
     """
 
     def __init__(self, name: str, event: type[Any] | None) -> None:
@@ -335,14 +335,14 @@ class _Arrays:
         self._np = np = _numpy()
         self.dtype = event_dtype(event)
         self.size = self.dtype.itemsize
-        self._u8 = np.dtype(np.uint8)
+        self._raw = np.dtype(f"V{self.size}")
         self._view = np.ndarray
         self._parts: list[Any] = []
         self._count = 0
 
     def one(self, buf: Any, off: int, size: int) -> None:
         record = bytes(buf[off : off + min(size, self.size)]).ljust(self.size, b"\0")
-        self._parts.append(self._np.frombuffer(record, self._u8).reshape(1, self.size))
+        self._parts.append(self._np.frombuffer(record, self._raw))
         self._count += 1
 
     def run(self, buf: Any, start: int, count: int, stride: int, size: int) -> None:
@@ -350,8 +350,8 @@ class _Arrays:
             for o in range(start, start + count * stride, stride):
                 self.one(buf, o, size)
             return
-        self._parts.append(self._view((count, self.size), self._u8, buffer=buf, offset=start,
-                                      strides=(stride, 1)))
+        self._parts.append(self._view((count,), self._raw, buffer=buf, offset=start,
+                                      strides=(stride,)))
         self._count += count
 
     def same_prefix(self, words: memoryview, first: int, step: int, count: int) -> int:
@@ -366,12 +366,12 @@ class _Arrays:
         np = self._np
         if not parts:
             return np.empty(0, self.dtype)
-        out = np.empty((count, self.size), self._u8)
+        out = np.empty(count, self._raw)
         row = 0
         for part in parts:  # the one copy, out of the ring
             out[row : row + len(part)] = part
             row += len(part)
-        return out.view(self.dtype).reshape(count)
+        return out.view(self.dtype)
 
 
 def _same_prefix(words: memoryview, first: int, step: int, count: int) -> int:
