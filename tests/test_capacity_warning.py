@@ -86,7 +86,7 @@ def test_header_ships_with_the_package() -> None:
 
     header = compile_mod.INCLUDE_DIR / "ebpf_gen" / "events.bpf.h"
     assert header.is_file()
-    assert f"-I{compile_mod.INCLUDE_DIR}" in compile_mod.BPF_CFLAGS
+    assert f"-I{compile_mod.INCLUDE_DIR}" in compile_mod.INCLUDE_FLAGS
     pyproject = (REPO / "pyproject.toml").read_text()
     assert '"include/ebpf_gen/*.h"' in pyproject
 

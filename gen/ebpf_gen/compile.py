@@ -26,11 +26,10 @@ BPF_CFLAGS = (
     "-g",  # we always want BTF; the DWARF that comes with it is stripped below
     # bpf_tracing.h's PT_REGS_* macros need an architecture; bpf2go defaults to the host's
     "-D__TARGET_ARCH_x86",
-    # <ebpf_gen/events.bpf.h> (ring buffer helpers that count drops), shipped with the package;
-    # its path in line info is mapped like the source's, so objects do not name the install
-    f"-I{INCLUDE_DIR}",
-    f"-fdebug-prefix-map={INCLUDE_DIR}=/ebpf-gen/include",
 )
+# <ebpf_gen/events.bpf.h> (ring buffer helpers that count drops), shipped with the package;
+# its path in line info is mapped like the source's, so objects do not name the install.
+INCLUDE_FLAGS = (f"-I{INCLUDE_DIR}", f"-fdebug-prefix-map={INCLUDE_DIR}=/ebpf-gen/include")
 BYTEORDER = {"bpfel": "little", "bpfeb": "big"}
 
 
@@ -59,6 +58,7 @@ def clang_command(
         f"-fdebug-prefix-map={srcdir}=.",
         "-fdebug-compilation-dir",
         ".",  # DW_AT_comp_dir / BTF.ext file names must not name the build machine's cwd
+        *INCLUDE_FLAGS,
         "-c",
         str(source.resolve()),
         "-o",
