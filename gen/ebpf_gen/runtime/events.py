@@ -25,6 +25,13 @@ none: a zero-copy array would have to hold the consumer position until the user 
 array, stalling the producer for as long as the user keeps it (and a perf ring wraps,
 which a view cannot).
 
+Wake-up policy (``EventReader._wait``): a batch gathers before it is taken, so a steady
+stream costs a wakeup per batch, not per event, and the producer is not throttled by
+wakeups. Perf rings wake by watermark (a quarter of a ring by default) and are looked at
+every ``RECHECK`` seconds besides; a ring buffer wakes its reader on the first record after
+the reader caught up, so its reader lingers ``LINGER`` seconds after a wakeup (skipped
+while the ring fills faster than that).
+
 Records shorter than ``sizeof(E)`` (a program sending a truncated struct on purpose, e.g.
 a trailing string cut to its length) are zero-padded to ``E``; ``short`` counts them.
 Events typed ``bytes`` (no event type known) from a perf ring include the kernel's padding
