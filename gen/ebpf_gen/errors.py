@@ -6,11 +6,44 @@ can print a single line and exit 2. Wrap with ``raise GenError(...) from e`` to 
 
 from __future__ import annotations
 
+import contextlib
+import unicodedata
+from collections.abc import Iterator
+
+# Categories a terminal may act on rather than print: controls (newline, ESC of an ANSI
+# sequence), format characters (bidi overrides), line and paragraph separators.
+_UNPRINTABLE = frozenset(("Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"))
+
+
+def printable(text: str) -> str:
+    """``text`` with every control/format character written as a Python escape (``\\x1b``).
+
+    Names come from the object file, which is untrusted: a section called "a\\nb" or one
+    holding an ANSI escape must not print a second line or recolour the terminal. Every
+    message passes through here (GenError does it), so no caller has to remember to.
+    Applying it twice changes nothing: its output holds only printable characters.
+    """
+    if text.isprintable():
+        return text
+    out = []
+    for ch in text:
+        if ch == " " or unicodedata.category(ch) not in _UNPRINTABLE:
+            out.append(ch)
+        else:
+            out.append(repr(ch)[1:-1] if ord(ch) < 0x10000 else f"\\U{ord(ch):08x}")
+    return "".join(out)
+
 
 class GenError(Exception):
     """Base of every error the generator reports to the user (exit code 2)."""
 
+    # Only CompileError carries text meant to span lines (clang's own diagnostics).
+    multiline = False
+
     def __init__(self, message: str, *, where: str | None = None) -> None:
+        if not self.multiline:
+            message = printable(message)
+        where = printable(where) if where is not None else None
         self.message = message
         self.where = where
         super().__init__(f"{where}: {message}" if where else message)
@@ -42,6 +75,8 @@ class SourceError(GenError):
 class CompileError(GenError):
     """clang or llvm-strip is missing or failed; the message carries the command and stderr."""
 
+    multiline = True
+
 
 class ConfigError(GenError):
     """Bad command line or [tool.ebpf-gen] configuration."""
@@ -49,3 +84,41 @@ class ConfigError(GenError):
 
 class OutputError(GenError):
     """Outputs cannot be written."""
+
+
+class InternalError(GenError):
+    """An exception the generator did not expect, met while reading or laying out an input.
+
+    Still one line naming the file and exit 2 for the user, but a bug for us: the fuzz
+    target counts it as a failure, unlike every other GenError.
+    """
+
+
+# Nesting deeper than this is refused before any walk: Python's parser rejects more than
+# 200 nested parentheses, and no real C type comes near (vmlinux's deepest is under 20).
+MAX_NESTING = 100
+
+
+@contextlib.contextmanager
+def guarded(where: str) -> Iterator[None]:
+    """Turn every exception raised inside into a GenError naming ``where``.
+
+    GenErrors that do not name ``where`` yet get it prefixed; anything else becomes an
+    InternalError (a RecursionError says what it most likely means).
+    """
+    try:
+        yield
+    except GenError as e:
+        if e.where is not None and e.where.startswith(printable(where)):
+            raise
+        raise e.within(where) from e
+    except RecursionError as e:
+        raise InternalError(
+            "types nest too deeply or refer to themselves (recursion limit reached)", where=where
+        ) from e
+    except MemoryError as e:
+        raise InternalError("out of memory reading the object", where=where) from e
+    except Exception as e:  # noqa: BLE001 - the point: nothing escapes as a traceback
+        raise InternalError(
+            f"internal error {type(e).__name__}: {e} (please report this input)", where=where
+        ) from e
