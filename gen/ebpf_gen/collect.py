@@ -168,7 +168,7 @@ class _Walker:
                     # unnamed bitfields out of BTF): nothing could name this one in Python.
                     raise GenError(
                         f"member #{pos} of {_describe_id(self.spec, t.id)} has no name and "
-                        f"is a {self.spec.resolve(m.type).kind.name}, not a struct or union",
+                        f"is of kind {self.spec.resolve(m.type).kind.name}, not a struct or union",
                         where=f"type id {t.id}",
                     )
                 child = _Origin(t.id, m.name or None, unnamed, pos)

@@ -65,7 +65,11 @@ def check_stem(stem: str) -> str:
 
 def display_path(path: Path) -> str:
     """``path`` relative to the cwd (the project root), with '/': no absolute paths in output."""
-    return Path(os.path.relpath(path.resolve(), Path.cwd().resolve())).as_posix()
+    try:
+        absolute = path.resolve()
+    except (OSError, RuntimeError):  # a symlink loop: reading it fails with a clear error
+        absolute = path.absolute()
+    return Path(os.path.relpath(absolute, Path.cwd().resolve())).as_posix()
 
 
 def build_from_source(source: Path, opts: Options) -> Result:
