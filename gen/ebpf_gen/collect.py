@@ -194,7 +194,9 @@ class _Walker:
 def _describe_id(spec: Spec, type_id: int) -> str:
     t = spec[type_id]
     word = t.kind.name.lower()
-    return f"{word} {t.name} (type id {type_id})" if t.name else f"anonymous {word} (type id {type_id})"
+    return f"{word} {t.name} (type id {type_id})" if t.name else (
+        f"anonymous {word} (type id {type_id})"
+    )
 
 
 def _c_name(spec: Spec, tid: int, walker: _Walker) -> str:

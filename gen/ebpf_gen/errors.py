@@ -118,7 +118,7 @@ def guarded(where: str) -> Iterator[None]:
         ) from e
     except MemoryError as e:
         raise InternalError("out of memory reading the object", where=where) from e
-    except Exception as e:  # noqa: BLE001 - the point: nothing escapes as a traceback
+    except Exception as e:
         raise InternalError(
             f"internal error {type(e).__name__}: {e} (please report this input)", where=where
         ) from e

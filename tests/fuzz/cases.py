@@ -150,7 +150,8 @@ class Case:
 
 
 CASES: dict[str, Case] = {
-    "self_by_value": Case(self_by_value, "contains itself by value: struct a (type id 1) -> struct a"),
+    "self_by_value": Case(self_by_value,
+                          "contains itself by value: struct a (type id 1) -> struct a"),
     "mutual_by_value": Case(mutual_by_value, "contains itself by value"),
     "pointer_cycle": Case(pointer_cycle, "pointer/typedef/qualifier/array cycle"),
     "deep_struct_nesting": Case(deep_struct_nesting, "nested more than 100 levels deep"),
