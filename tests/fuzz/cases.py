@@ -135,6 +135,16 @@ def zero_sized_enum() -> bytes:
     return bpf_elf(b.build())
 
 
+def var_cycle() -> bytes:
+    """A map whose key is a VAR of itself (found by make fuzz: Spec.sizeof recursed)."""
+    b = BtfBuilder()
+    char = b.type("char", Kind.INT, su=1, trailer=(1 << 24 | 8,))
+    var = b.type("v", Kind.VAR, su=b.next_id, trailer=(1,))  # its own type id
+    _with_map(b, char, 1)
+    del var
+    return bpf_elf(b.build())
+
+
 def escape_in_names() -> bytes:
     """Names holding a newline and an ANSI escape, in a struct that contains itself."""
     b = BtfBuilder()
@@ -153,7 +163,8 @@ CASES: dict[str, Case] = {
     "self_by_value": Case(self_by_value,
                           "contains itself by value: struct a (type id 1) -> struct a"),
     "mutual_by_value": Case(mutual_by_value, "contains itself by value"),
-    "pointer_cycle": Case(pointer_cycle, "pointer/typedef/qualifier/array cycle"),
+    "pointer_cycle": Case(pointer_cycle, "pointer/typedef/qualifier/array/var cycle"),
+    "var_cycle": Case(var_cycle, "2 (VAR) -> 2 (VAR)"),
     "deep_struct_nesting": Case(deep_struct_nesting, "nested more than 100 levels deep"),
     "deep_qualifier_chain": Case(deep_qualifier_chain, "a chain of"),
     "deep_pointer_chain": Case(deep_pointer_chain, "a chain of"),

@@ -175,7 +175,7 @@ def _check_refs(types: list[Type], w: list[int], start: int, where: str) -> None
 
 def _check_cycles(chain: dict[int, int], types: list[Type], w: list[int], start: int,
                   where: str) -> None:
-    """``chain`` maps each pointer/typedef/qualifier/array id to the id it stands on; a loop
+    """``chain`` maps each pointer/typedef/qualifier/array/var id to the id it stands on; a loop
     among them would make sizes undefined (and send Spec.resolve round forever), and a
     chain longer than ``MAX_CHAIN`` would make the walks over it (C spellings of
     pointers, nested ctypes arrays, the module's own expressions) recurse past Python's
@@ -194,7 +194,7 @@ def _check_cycles(chain: dict[int, int], types: list[Type], w: list[int], start:
             loop = [*path[path.index(tid) :], tid]
             raise BTFError(
                 f"type id {tid} at offset {_record_offsets(w, start)[tid]}: "
-                "pointer/typedef/qualifier/array cycle "
+                "pointer/typedef/qualifier/array/var cycle "
                 + " -> ".join(f"{i} ({types[i].kind.name})" for i in loop),
                 where=where,
             )
@@ -206,7 +206,7 @@ def _check_cycles(chain: dict[int, int], types: list[Type], w: list[int], start:
             top = path[0]
             raise BTFError(
                 f"type id {top} at offset {_record_offsets(w, start)[top]}: a chain of "
-                f"{below} pointers/typedefs/qualifiers/arrays (more than {MAX_CHAIN})",
+                f"{below} pointers/typedefs/qualifiers/arrays/vars (more than {MAX_CHAIN})",
                 where=where,
             )
 
@@ -457,6 +457,7 @@ def _decode(data: bytes, where: str, lazy: bool) -> Spec:
                     raise BTFError(_at(tid, type_start + 4 * at, f"VAR linkage {link} unknown"))
                 add(new(Var, (tid, name, su, linkage[link])))
                 ref(su)
+                chain[tid] = su  # a VAR of a VAR is no type, and Spec.sizeof follows it
             elif kind == 1:  # INT
                 v = w[i]
                 i += 1
