@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from ebpf_gen.runtime import ObjectFile, ObjectFileError, ObjectsBase, ObjectSpec
 from ebpf_gen.runtime.errors import check_uint
+
 from generated import hello_map
 
 
@@ -59,7 +59,7 @@ def test_object_file_that_is_a_fifo_does_not_block(tmp_path: Path) -> None:
     def load() -> None:
         try:
             spec.load()
-        except BaseException as e:  # noqa: BLE001 - handed to the test thread
+        except BaseException as e:
             outcome.append(e)
 
     t = threading.Thread(target=load, daemon=True)
