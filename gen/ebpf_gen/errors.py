@@ -7,16 +7,12 @@ can print a single line and exit 2. Wrap with ``raise GenError(...) from e`` to 
 from __future__ import annotations
 
 import contextlib
-import unicodedata
 from collections.abc import Iterator
 
-# Categories a terminal may act on rather than print: controls (newline, ESC of an ANSI
-# sequence), format characters (bidi overrides), line and paragraph separators.
-_UNPRINTABLE = frozenset(("Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"))
-
-
 def printable(text: str) -> str:
-    """``text`` with every control/format character written as a Python escape (``\\x1b``).
+    """``text`` with every character ``str.isprintable`` rejects written as a Python escape
+    (``\\n``, ``\\x1b``, ``\\u202e``): controls, format characters such as bidi overrides,
+    line separators and invisible spaces.
 
     Names come from the object file, which is untrusted: a section called "a\\nb" or one
     holding an ANSI escape must not print a second line or recolour the terminal. Every
@@ -25,13 +21,7 @@ def printable(text: str) -> str:
     """
     if text.isprintable():
         return text
-    out = []
-    for ch in text:
-        if ch == " " or unicodedata.category(ch) not in _UNPRINTABLE:
-            out.append(ch)
-        else:
-            out.append(repr(ch)[1:-1] if ord(ch) < 0x10000 else f"\\U{ord(ch):08x}")
-    return "".join(out)
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
 
 
 class GenError(Exception):
