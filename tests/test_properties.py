@@ -9,20 +9,21 @@ import ctypes
 import keyword
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from ebpf_gen import naming
 from ebpf_gen.errors import GenError, printable
 from ebpf_gen.runtime.codec import Codec
 from ebpf_gen.runtime.errors import check_uint
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 settings.register_profile("ebpf-gen", max_examples=300, deadline=None, derandomize=True)
 settings.load_profile("ebpf-gen")
 
 # Any text, including surrogates' neighbours, controls, bidi overrides and line separators
-names = st.text(st.characters(min_codepoint=0, max_codepoint=0x10FFFF, blacklist_categories=("Cs",)),
-                max_size=40)
+names = st.text(
+    st.characters(min_codepoint=0, max_codepoint=0x10FFFF, blacklist_categories=("Cs",)),
+    max_size=40,
+)
 
 
 @given(names)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
+
 def printable(text: str) -> str:
     """``text`` with every character ``str.isprintable`` rejects written as a Python escape
     (``\\n``, ``\\x1b``, ``\\u202e``): controls, format characters such as bidi overrides,
