@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import os
 import random
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from .fuzz.target import mutate, run_one, seed_objects
 
-# About 5 s on this machine; FUZZ_MUTATIONS raises it for a longer run without atheris.
-MUTATIONS = int(os.environ.get("FUZZ_MUTATIONS", "1500"))
+# About 7 s on this machine; FUZZ_MUTATIONS raises it for a longer run without atheris.
+MUTATIONS = int(os.environ.get("FUZZ_MUTATIONS", "3000"))
 
 
 @pytest.fixture(scope="module")
@@ -54,3 +57,28 @@ def test_deterministic_mutations(seeds: dict[str, bytes]) -> None:
     # Both paths exercised: mutations that still generate, and ones refused cleanly
     assert outcomes["module"] > MUTATIONS // 10 and outcomes["error"] > MUTATIONS // 10, outcomes
     assert time.monotonic() - start < 60
+
+
+def test_mutations_through_the_cli(seeds: dict[str, bytes], tmp_path: Path) -> None:
+    """A few mutated objects as a user meets them: exit 0, or exit 2 with one line naming
+    the file and nothing written; never a traceback."""
+    rng = random.Random(80)
+    corpus = [seeds[k] for k in sorted(seeds)]
+    out = tmp_path / "out"
+    for n in range(8):
+        (tmp_path / "m.o").write_bytes(mutate(rng.choice(corpus), rng))
+        proc = subprocess.run(
+            [sys.executable, "-m", "ebpf_gen.cli", "--object", "m.o", "--stem", "m",
+             "--output-dir", "out", "--all-types"],
+            cwd=tmp_path, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60,
+        )
+        assert proc.returncode in (0, 2), proc.stderr
+        assert "Traceback" not in proc.stderr, proc.stderr
+        if proc.returncode == 2:
+            lines = proc.stderr.splitlines()
+            assert len(lines) == 1 and lines[0].startswith("ebpf-gen: m.o: "), proc.stderr
+            assert not out.exists() or not any(out.iterdir())
+        else:
+            compile((out / "m.py").read_text(), "m.py", "exec")
+            for p in out.iterdir():
+                p.unlink()

@@ -40,6 +40,8 @@ def test_max_entries_out_of_u32_is_refused_before_loading() -> None:
         opened.close()
     with pytest.raises(OverflowError, match="counter_table"):
         hello_map.load(max_entries={"counter_table": 2**32 + 4})
+    with pytest.raises(OverflowError, match=r"hello_map: log_level: 4294967297 out of range"):
+        hello_map.open(log_level=2**32 + 1)
 
 
 def _fifo_spec(tmp_path: Path) -> ObjectSpec[ObjectsBase]:

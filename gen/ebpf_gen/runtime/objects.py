@@ -261,6 +261,8 @@ class ObjectSpec(Generic[T]):
         return opened
 
     def _open(self, log_level: int, log_size: int) -> OpenObject[T]:
+        check_uint(f"{self.name}: log_level", log_level, 32)  # u32 fields of the opts
+        check_uint(f"{self.name}: log_size", log_size, 32)
         lib = libbpf.lib()
         data = self.data()
         stem = os.path.splitext(os.path.basename(self.file.filename))[0]
