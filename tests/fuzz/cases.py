@@ -145,6 +145,24 @@ def var_cycle() -> bytes:
     return bpf_elf(b.build())
 
 
+def self_inner_map() -> bytes:
+    """A map of maps whose inner template is its own definition (found by make fuzz: the
+    reader recursed through the templates)."""
+    b = BtfBuilder()
+    int_ = _int(b)
+    idx = b.type("__ARRAY_SIZE_TYPE__", Kind.INT, su=4, trailer=(32,))
+    kind = b.type("", Kind.ARRAY, trailer=(int_, idx, 12))  # BPF_MAP_TYPE_ARRAY_OF_MAPS
+    p_type = b.type("", Kind.PTR, su=kind)
+    st_id = b.next_id + 2
+    p_self = b.type("", Kind.PTR, su=st_id)
+    values = b.type("", Kind.ARRAY, trailer=(p_self, idx, 0))
+    st = _struct(b, "", 8, [("type", p_type, 0), ("values", values, 64)])
+    assert st == st_id
+    var = b.type("m", Kind.VAR, su=st, trailer=(1,))
+    b.type(".maps", Kind.DATASEC, vlen=1, su=8, trailer=(var, 0, 8))
+    return bpf_elf(b.build())
+
+
 def escape_in_names() -> bytes:
     """Names holding a newline and an ANSI escape, in a struct that contains itself."""
     b = BtfBuilder()
@@ -165,6 +183,8 @@ CASES: dict[str, Case] = {
     "mutual_by_value": Case(mutual_by_value, "contains itself by value"),
     "pointer_cycle": Case(pointer_cycle, "pointer/typedef/qualifier/array/var cycle"),
     "var_cycle": Case(var_cycle, "2 (VAR) -> 2 (VAR)"),
+    "self_inner_map": Case(self_inner_map, "multi-level inner maps are not supported",
+                           all_types=False),
     "deep_struct_nesting": Case(deep_struct_nesting, "nested more than 100 levels deep"),
     "deep_qualifier_chain": Case(deep_qualifier_chain, "a chain of"),
     "deep_pointer_chain": Case(deep_pointer_chain, "a chain of"),
