@@ -65,7 +65,7 @@ def test_mutations_through_the_cli(seeds: dict[str, bytes], tmp_path: Path) -> N
     rng = random.Random(80)
     corpus = [seeds[k] for k in sorted(seeds)]
     out = tmp_path / "out"
-    for n in range(8):
+    for _ in range(8):
         (tmp_path / "m.o").write_bytes(mutate(rng.choice(corpus), rng))
         proc = subprocess.run(
             [sys.executable, "-m", "ebpf_gen.cli", "--object", "m.o", "--stem", "m",
