@@ -18,7 +18,7 @@ import pytest
 from .fuzz.target import mutate, run_one, seed_objects
 
 # About 7 s on this machine; FUZZ_MUTATIONS raises it for a longer run without atheris.
-MUTATIONS = int(os.environ.get("FUZZ_MUTATIONS", "3000"))
+MUTATIONS = int(os.environ.get("FUZZ_MUTATIONS", "2000"))
 
 
 @pytest.fixture(scope="module")

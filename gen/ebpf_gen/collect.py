@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from . import naming
-from .btf.types import Array, Enum, Kind, Spec, Struct, Typedef, Union_
+from .btf.types import Array, Enum, Int, Kind, Spec, Struct, Typedef, Union_
 from .errors import MAX_NESTING, GenError
 from .model import ObjectModel
 
@@ -162,6 +162,7 @@ class _Walker:
             self._check_depth(t.id, level + arrays + 1)
             self._active.append(t.id)
             unnamed = 0
+            _check_members(self.spec, t)
             for pos, m in enumerate(t.members):
                 if not m.name and not isinstance(self.spec.resolve(m.type), (Struct, Union_)):
                     # C has no unnamed members but anonymous structs/unions (clang leaves
@@ -189,6 +190,33 @@ class _Walker:
                 "deep (structs, unions and arrays inside each other)",
                 where=f"type id {type_id}",
             )
+
+
+def _check_members(spec: Spec, t: Struct | Union_) -> None:
+    """What the kernel's btf_struct_check_members and btf_int_check_kflag_member refuse,
+    and a layout would otherwise turn into a module that fails at import: struct members
+    out of offset order, bitfields of a type that is not an integer or enum, members past
+    the end of their struct."""
+    last = 0
+    for pos, m in enumerate(t.members):
+        where = f"member #{pos} ({m.name or 'unnamed'}) of {_describe_id(spec, t.id)}"
+        if isinstance(t, Struct):
+            if m.bit_offset < last:
+                raise GenError(f"{where}: bit offset {m.bit_offset} is before the previous "
+                               f"member's ({last})", where=f"type id {t.id}")
+            last = m.bit_offset
+        if m.bitfield_size:
+            base = spec.resolve(m.type)
+            if not isinstance(base, (Int, Enum)):
+                raise GenError(f"{where}: a {m.bitfield_size}-bit bitfield of kind "
+                               f"{base.kind.name}, not an integer or enum",
+                               where=f"type id {t.id}")
+            if m.bitfield_size > 8 * base.size:
+                raise GenError(f"{where}: a {m.bitfield_size}-bit bitfield of a "
+                               f"{base.size}-byte type", where=f"type id {t.id}")
+        if m.bit_offset + m.bitfield_size > 8 * t.size:
+            raise GenError(f"{where}: bit offset {m.bit_offset} is past the end of its "
+                           f"{t.size}-byte {t.kind.name.lower()}", where=f"type id {t.id}")
 
 
 def _describe_id(spec: Spec, type_id: int) -> str:

@@ -163,6 +163,26 @@ def self_inner_map() -> bytes:
     return bpf_elf(b.build())
 
 
+def bitfields_out_of_order() -> bytes:
+    """Struct members out of offset order, one a bitfield of an array (found by exec'ing
+    fuzzed modules: the module failed at import with a negative bit position)."""
+    b = BtfBuilder()
+    u8 = b.type("unsigned char", Kind.INT, su=1, trailer=(8,))
+    u32 = b.type("unsigned int", Kind.INT, su=4, trailer=(32,))
+    b.type("s", Kind.STRUCT, vlen=2, kflag=1, su=4,
+           trailer=(b.name("a"), u8, 3 << 24 | 8, b.name("b"), u32, 9 << 24 | 3))
+    return bpf_elf(b.build())
+
+
+def bitfield_of_array() -> bytes:
+    b = BtfBuilder()
+    char = b.type("char", Kind.INT, su=1, trailer=(1 << 24 | 8,))
+    idx = b.type("__ARRAY_SIZE_TYPE__", Kind.INT, su=4, trailer=(32,))
+    arr = b.type("", Kind.ARRAY, trailer=(char, idx, 4))
+    b.type("s", Kind.STRUCT, vlen=1, kflag=1, su=4, trailer=(b.name("a"), arr, 9 << 24 | 0))
+    return bpf_elf(b.build())
+
+
 def escape_in_names() -> bytes:
     """Names holding a newline and an ANSI escape, in a struct that contains itself."""
     b = BtfBuilder()
@@ -191,5 +211,9 @@ CASES: dict[str, Case] = {
     "deep_array_map_value": Case(deep_array_map_value, "a chain of", all_types=False),
     "unnamed_scalar_member": Case(unnamed_scalar_member, "has no name and is of kind INT"),
     "zero_sized_enum": Case(zero_sized_enum, "ENUM size 0, expected 1, 2, 4 or 8"),
+    "bitfields_out_of_order": Case(bitfields_out_of_order,
+                                   "bit offset 3 is before the previous member's (8)"),
+    "bitfield_of_array": Case(bitfield_of_array,
+                              "a 9-bit bitfield of kind ARRAY, not an integer or enum"),
     "escape_in_names": Case(escape_in_names, "struct evil\\n\\x1b[31mred (type id 1)"),
 }

@@ -38,7 +38,8 @@ def run_one(data: bytes) -> str | None:
     the project's error. Raises whatever else the generator raised: InternalError (its
     safety net caught a bug; the cause is chained), including a module Python cannot
     compile (the generator compiles every module before returning it), and Unexpected
-    for an error message that is not one line naming the input."""
+    for an error message that is not one line naming the input or a module that fails
+    when imported."""
     try:
         result = build_from_bytes(data, "fuzz.o", _OPTIONS)
     except InternalError:
@@ -48,7 +49,13 @@ def run_one(data: bytes) -> str | None:
         if not text.isprintable() or not text.startswith("fuzz.o: "):
             raise Unexpected(f"error message is not one line naming the file: {text!r}") from e
         return None
-    return result.files["fuzz.py"].decode()
+    module = result.files["fuzz.py"].decode()
+    # Imported as a user would: its layout checks run, its runtime imports resolve
+    try:
+        exec(compile(module, "fuzz.py", "exec"), {"__name__": "fuzz"})
+    except Exception as e:
+        raise Unexpected(f"generated module fails at import: {type(e).__name__}: {e}") from e
+    return module
 
 
 # -- seeds ------------------------------------------------------------------------------
