@@ -79,7 +79,7 @@ def test_names_are_escaped_in_messages() -> None:
 def test_unexpected_exceptions_become_one_line_internal_errors() -> None:
     with pytest.raises(InternalError) as info, guarded("obj.o"):
         raise KeyError("x\ny")
-    assert str(info.value).startswith("obj.o: internal error KeyError")
+    assert str(info.value).startswith("obj.o: internal error KeyError at test_hardening.py:")
     assert "\n" not in str(info.value) and isinstance(info.value.__cause__, KeyError)
     with pytest.raises(InternalError, match=r"^obj\.o: types nest too deeply"), guarded("obj.o"):
         raise RecursionError

@@ -109,7 +109,15 @@ def guarded(where: str) -> Iterator[None]:
         ) from e
     except MemoryError as e:
         raise InternalError("out of memory reading the object", where=where) from e
-    except Exception as e:
+    except Exception as e:  # the point: nothing escapes as a traceback
+        tb = e.__traceback__
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        at = ""
+        if tb is not None:  # where it was raised, for the report: "at ctypes_fmt.py:219"
+            at = f" at {tb.tb_frame.f_code.co_filename.rsplit('/', 1)[-1]}:{tb.tb_lineno}"
+        detail = f": {e}" if str(e) else ""
         raise InternalError(
-            f"internal error {type(e).__name__}: {e} (please report this input)", where=where
+            f"internal error {type(e).__name__}{at}{detail} (please report this input)",
+            where=where,
         ) from e
