@@ -58,6 +58,24 @@ def run_one(data: bytes) -> str | None:
     return module
 
 
+# Failure classes owned by other engineers' open work, named in one place with where they
+# are tracked. Only `make fuzz --allow-known` (a long run that must get past them) skips
+# these; the test suite's pass, and make fuzz by default, count them as failures, so each
+# entry should go as soon as its fix lands (check after every rebase).
+KNOWN_OPEN: dict[str, str] = {
+    # issue 8 (ARENA, owner i9): MapKind.ARENA missing from the runtime
+    "i9 ARENA": "generated module fails at import: AttributeError: ARENA",
+    # issue 8 (ENUM64, owner i14): ctypes_fmt asserts on BTF_KIND_ENUM64
+    "i14 ENUM64": "internal error AssertionError at ctypes_fmt.py",
+}
+
+
+def known_open(e: BaseException) -> str | None:
+    """The KNOWN_OPEN entry ``e`` matches, if any."""
+    text = str(e)
+    return next((k for k, sig in KNOWN_OPEN.items() if sig in text), None)
+
+
 # -- seeds ------------------------------------------------------------------------------
 
 
