@@ -12,6 +12,7 @@ decoder's checks (cycles, deep chains and kind confusions all need a plausible t
 
 from __future__ import annotations
 
+import os
 import random
 import struct
 import subprocess
@@ -98,19 +99,31 @@ def seed_objects(*, compile_sources: bool = True) -> dict[str, bytes]:
     for p in sorted((ROOT / "generated").glob("*.o")):
         seeds[f"generated/{p.name}"] = p.read_bytes()
     if compile_sources:
+        from concurrent.futures import ThreadPoolExecutor
+
         SEED_CACHE.mkdir(parents=True, exist_ok=True)
+        jobs = []
         for pattern in SEED_SOURCES:
             for src in sorted(ROOT.glob(pattern)):
                 digest = hashlib.sha256(src.read_bytes()).hexdigest()[:16]
                 for target in ("bpfel", "bpfeb"):
                     out = SEED_CACHE / f"{src.name}.{target}.{digest}.o"
-                    if not out.exists():
-                        with tempfile.TemporaryDirectory() as tmp:
-                            obj = Path(tmp) / "seed.o"
-                            if not _compile_seed(src, obj, target):
-                                continue  # a snippet meant to fail compiling is no seed
-                            obj.replace(out)
-                    seeds[f"{src.relative_to(ROOT)} ({target})"] = out.read_bytes()
+                    jobs.append((f"{src.relative_to(ROOT)} ({target})", src, target, out))
+
+        def build(job: tuple[str, Path, str, Path]) -> None:
+            _, src, target, out = job
+            if out.exists():
+                return
+            with tempfile.TemporaryDirectory() as tmp:
+                obj = Path(tmp) / "seed.o"
+                if _compile_seed(src, obj, target):  # a snippet meant to fail is no seed
+                    obj.replace(out)
+
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+            list(pool.map(build, jobs))  # clang runs in parallel: ~90 compiles when cold
+        for name, _, _, out in jobs:
+            if out.exists():
+                seeds[name] = out.read_bytes()
     from .cases import CASES
 
     for name, case in sorted(CASES.items()):
