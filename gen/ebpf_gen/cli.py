@@ -11,10 +11,27 @@ import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import ConfigError, GenError
 
+if TYPE_CHECKING:
+    from .generate import Result
+
 PROG = "ebpf-gen"
+# -q 0, default 1, -v 2: progress ("wrote ...") and notes on stdout/stderr follow it; warnings
+# (clang's and ebpf-gen's) and errors are printed at every level
+_verbosity = 1
+
+
+def _say(msg: str, level: int = 1) -> None:
+    if _verbosity >= level:
+        print(msg, flush=True)
+
+
+def _note(msg: str, level: int = 1) -> None:
+    if _verbosity >= level:
+        print(f"{PROG}: {msg}", file=sys.stderr, flush=True)
 
 _EPILOG = """\
 examples:
@@ -25,6 +42,10 @@ examples:
   ebpf-gen --object build/probe.o          from an already compiled object (its byte order only)
   ebpf-gen generate                        every [[tool.ebpf-gen.source]] of pyproject.toml
   ebpf-gen generate --check                exit 1 listing outputs that are out of date
+
+Inside a project, the [tool.ebpf-gen] cflags of the nearest pyproject.toml apply too (their
+relative paths from pyproject's directory; -v shows them, --no-config ignores them). Relative
+paths in the flags given here start at the current directory.
 
 exit status: 0 ok, 1 --check found changes, 2 error
 """
@@ -38,8 +59,10 @@ pyproject.toml:
   [[tool.ebpf-gen.source]]
   path = "examples/hello.bpf.c"     # also: stem, types, all-types, cflags
 
+Relative paths (path, output-dir, and in cflags) start at pyproject.toml's directory.
 Sources whose inputs (source, headers, flags, tool and ebpf-gen versions) are unchanged since
-the last run are skipped; the record lives in .ebpf-gen-cache/ next to pyproject.toml.
+the last run are skipped ("up to date"); the record lives in .ebpf-gen-cache/ next to
+pyproject.toml. Each source prints one line: what was written, or that nothing changed.
 """
 
 
@@ -54,6 +77,7 @@ def _main_parser() -> argparse.ArgumentParser:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    _common(p)
     p.add_argument("source", nargs="?", metavar="SRC", help="the BPF C source file")
     p.add_argument("--object", metavar="OBJ", type=Path, help="generate from a compiled object")
     p.add_argument("--output-dir", type=Path, default=None, help="default: generated/")
@@ -79,7 +103,32 @@ def _main_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--check", action="store_true", help="write nothing; exit 1 if outputs would change"
     )
+    p.add_argument(
+        "--no-config", action="store_true",
+        help="ignore the [tool.ebpf-gen] cflags of the nearest pyproject.toml",
+    )
     return p
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    from . import __version__
+
+    try:
+        version = metadata.version("ebpf-gen")
+    except metadata.PackageNotFoundError:  # run from a checkout without installing
+        version = __version__
+    return f"{PROG} {version}"
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--version", action="version", version=_version())
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("-v", "--verbose", action="store_true",
+                   help="also show the clang flags used and every input file read")
+    g.add_argument("-q", "--quiet", action="store_true",
+                   help="print only warnings and errors")
 
 
 def _generate_parser() -> argparse.ArgumentParser:
@@ -89,6 +138,7 @@ def _generate_parser() -> argparse.ArgumentParser:
         epilog=_GENERATE_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    _common(p)
     p.add_argument("--check", action="store_true", help="write nothing; exit 1 if stale")
     p.add_argument(
         "--force", action="store_true", help="regenerate even when inputs are unchanged"
@@ -104,9 +154,45 @@ def _split_extra(argv: list[str]) -> tuple[list[str], list[str]]:
     return argv, []
 
 
-def _warn(diagnostics: Sequence[object]) -> None:
-    for d in diagnostics:
+def _set_verbosity(args: argparse.Namespace) -> None:
+    global _verbosity
+    _verbosity = 0 if args.quiet else 2 if args.verbose else 1
+
+
+def _warn(result: Result) -> None:
+    if result.warnings:  # clang's own, as it printed them (file:line:col: warning: ...)
+        sys.stderr.write(result.warnings if result.warnings.endswith("\n")
+                         else result.warnings + "\n")
+    for d in result.diagnostics:
         print(d, file=sys.stderr)
+    sys.stderr.flush()
+
+
+def _write(what: str, output_dir: Path, result: Result) -> None:
+    """Write the outputs that differ from what is there, and say which."""
+    from .generate import changed_files, display_path, write_outputs
+
+    changed = set(changed_files(output_dir, result.files))
+    write_outputs(output_dir, {n: d for n, d in result.files.items()
+                               if output_dir / n in changed})
+    if changed:
+        names = [display_path(output_dir / n) for n in result.files if output_dir / n in changed]
+        _say(f"{what}: wrote {', '.join(names)}")
+    else:
+        _say(f"{what}: unchanged ({len(result.files)} outputs already as generated)")
+
+
+def _show_inputs(result: Result, cflags: Sequence[str]) -> None:
+    import os
+
+    if cflags:
+        _note(f"clang flags: {shlex.join(cflags)}", 2)
+    cwd = Path.cwd()
+    for p in result.inputs:
+        shown = os.path.normpath(p)  # system headers stay absolute, the project's relative
+        if Path(shown).is_relative_to(cwd):
+            shown = os.path.relpath(shown, cwd)
+        _note(f"input: {shown}", 2)
 
 
 def _report_check(changed: Sequence[Path]) -> int:
@@ -118,16 +204,16 @@ def _report_check(changed: Sequence[Path]) -> int:
 
 
 def _run_single(args: argparse.Namespace, extra: list[str]) -> int:
-    from .config import find_pyproject, load_config
+    from .config import find_pyproject, load_config, merge_flags, rebase_flags
     from .generate import (
         Options,
         build_from_object,
         build_from_source,
         changed_files,
         display_path,
-        write_outputs,
     )
 
+    _set_verbosity(args)
     if (args.source is None) == (args.object is None):
         raise ConfigError("give either a C source file or --object OBJ (see --help)")
     targets = tuple(t.strip() for t in args.target.split(",") if t.strip())
@@ -136,14 +222,19 @@ def _run_single(args: argparse.Namespace, extra: list[str]) -> int:
     except ValueError as e:
         raise ConfigError(f"--cflags: {e}") from e
     # The project's global cflags (include paths, mostly) apply to ad-hoc runs too, so the
-    # "or: ebpf-gen SRC" line in a generated module reproduces it
+    # "or: ebpf-gen SRC" line in a generated module reproduces it; said, never silent
+    cwd = Path.cwd()
     base_flags: tuple[str, ...] = ()
-    pyproject = find_pyproject(Path.cwd())
+    pyproject = None if args.no_config else find_pyproject(cwd)
     if pyproject is not None and args.source is not None:
         try:
-            base_flags = load_config(pyproject).cflags
+            config = load_config(pyproject)
         except ConfigError:
-            base_flags = ()  # a pyproject without [tool.ebpf-gen] is not ours to judge
+            config = None  # a pyproject without [tool.ebpf-gen] is not ours to judge
+        if config is not None and config.cflags:
+            base_flags = rebase_flags(config.cflags, config.root, cwd)
+            _note(f"cflags from {display_path(pyproject)}: {shlex.join(config.cflags)}"
+                  " (--no-config ignores them)")
     output_dir = args.output_dir or Path("generated")
     command = [PROG]
     command += [display_path(Path(args.source))] if args.source else [
@@ -163,10 +254,13 @@ def _run_single(args: argparse.Namespace, extra: list[str]) -> int:
         command += ["--cc", args.cc]
     if not args.strip:
         command.append("--no-strip")
+    if args.no_config:
+        command.append("--no-config")
     if args.cflags:
         command += ["--cflags", args.cflags]
     if extra:
         command += ["--", *extra]
+    cflags = merge_flags(base_flags, (*user_flags, *extra), cwd)
     opts = Options(
         output_dir=output_dir,
         stem=args.stem,
@@ -175,17 +269,21 @@ def _run_single(args: argparse.Namespace, extra: list[str]) -> int:
         targets=targets,
         cc=args.cc,
         strip=args.strip,
-        cflags=(*base_flags, *user_flags, *extra),
+        cflags=cflags,
+        cflags_dir=cwd,
         command=shlex.join(command),
     )
     if args.object is not None:
         result = build_from_object(args.object, opts)
+        what = display_path(args.object)
     else:
         result = build_from_source(Path(args.source), opts)
-    _warn(result.diagnostics)
+        what = display_path(Path(args.source))
+    _warn(result)
+    _show_inputs(result, cflags)
     if args.check:
         return _report_check(changed_files(output_dir, result.files))
-    write_outputs(output_dir, result.files)
+    _write(what, output_dir, result)
     return 0
 
 
@@ -198,12 +296,13 @@ def _run_generate(argv: list[str]) -> int:
         build_from_source,
         changed_files,
         default_stem,
+        display_path,
         record,
         up_to_date,
-        write_outputs,
     )
 
     args = _generate_parser().parse_args(argv)
+    _set_verbosity(args)
     pyproject = args.config or find_pyproject(Path.cwd())
     if pyproject is None:
         raise ConfigError("no pyproject.toml here or above", where=str(Path.cwd()))
@@ -220,20 +319,24 @@ def _run_generate(argv: list[str]) -> int:
             types=src.types,
             all_types=src.all_types,
             cflags=(*config.cflags, *src.cflags),
+            cflags_dir=config.root,
             command=f"{PROG} generate",
         )
         stem = src.stem or default_stem(src.path)
+        what = display_path(src.path)
         if not args.force and up_to_date(Path("."), src.path, stem, opts):
+            _say(f"{what}: up to date (inputs unchanged; --force regenerates)")
             continue
         try:
             result = build_from_source(src.path, opts)
         except GenError as e:
             raise (e.within(str(pyproject)) if not e.where else e) from e.__cause__
-        _warn(result.diagnostics)
+        _warn(result)
+        _show_inputs(result, opts.cflags)
         if args.check:
             stale.extend(changed_files(config.output_dir, result.files))
             continue
-        write_outputs(config.output_dir, result.files)
+        _write(what, config.output_dir, result)
         record(Path("."), src.path, result, opts)
     if args.check:
         return _report_check(stale)

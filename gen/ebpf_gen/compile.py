@@ -40,6 +40,8 @@ class CompileResult:
     # up-to-date check.
     inputs: tuple[Path, ...]
     command: tuple[str, ...]
+    # clang's stderr of a successful compile (its warnings, file:line:col as clang prints them)
+    warnings: str = ""
 
 
 def clang_command(
@@ -71,7 +73,7 @@ def clang_command(
     ]
 
 
-def _run(cmd: Sequence[str], *, cwd: Path | None, where: str) -> None:
+def _run(cmd: Sequence[str], *, cwd: Path | None, where: str) -> str:
     try:
         proc = subprocess.run(
             list(cmd), cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True, text=True
@@ -86,6 +88,7 @@ def _run(cmd: Sequence[str], *, cwd: Path | None, where: str) -> None:
             f"{Path(cmd[0]).name} failed (exit {proc.returncode}): {shlex.join(cmd)}\n{stderr}",
             where=where,
         )
+    return proc.stderr
 
 
 def parse_depfile(text: str) -> tuple[Path, ...]:
@@ -134,9 +137,12 @@ def compile_bpf(
         raise CompileError("no such source file", where=where)
     depfile = output.with_name(output.name + ".d")
     cmd = clang_command(source, output, depfile, target=target, cc=cc, cflags=cflags)
-    _run(cmd, cwd=source.resolve().parent, where=where)
+    cwd = source.resolve().parent
+    warnings = _run(cmd, cwd=cwd, where=where)
     try:
-        inputs = parse_depfile(depfile.read_text())
+        # clang writes the paths as it opened them, relative ones from its cwd (the source's
+        # directory): resolved here, so the up-to-date check can read them from anywhere
+        inputs = tuple(dict.fromkeys(cwd / p for p in parse_depfile(depfile.read_text())))
     except OSError:
         inputs = (source.resolve(),)
     finally:
@@ -144,7 +150,7 @@ def compile_bpf(
             os.unlink(depfile)
     if strip:
         _run([strip, "-g", str(output)], cwd=None, where=where)
-    return CompileResult(object=output, inputs=inputs, command=tuple(cmd))
+    return CompileResult(object=output, inputs=inputs, command=tuple(cmd), warnings=warnings)
 
 
 def tool_version(tool: str) -> str:
