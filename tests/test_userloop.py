@@ -156,3 +156,20 @@ def test_version(project: Path) -> None:
         proc = ebpf_gen(*args, cwd=project)
         assert proc.returncode == 0
         assert proc.stdout == f"ebpf-gen {__version__}\n"
+
+
+def test_linux_bpf_h_with_no_flags(tmp_path: Path) -> None:
+    """asm/types.h lives in the multiarch dir, found from the compiler, not from a flag."""
+    (tmp_path / "plain.bpf.c").write_text(
+        "#include <linux/bpf.h>\n#include <bpf/bpf_helpers.h>\n"
+        "struct { __uint(type, BPF_MAP_TYPE_ARRAY); __uint(max_entries, 1);"
+        " __type(key, __u32); __type(value, __u64); } hits SEC(\".maps\");\n"
+        "SEC(\"tracepoint/syscalls/sys_enter_execve\")\n"
+        "int plain(void *ctx) { __u32 k = 0; __u64 *v = bpf_map_lookup_elem(&hits, &k);"
+        " if (v) __sync_fetch_and_add(v, 1); return 0; }\n"
+        "char LICENSE[] SEC(\"license\") = \"GPL\";\n")
+    proc = ebpf_gen("-v", "plain.bpf.c", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    inputs = [ln for ln in proc.stderr.splitlines() if ln.startswith("ebpf-gen: input: ")]
+    assert any(ln.endswith("-linux-gnu/asm/types.h") for ln in inputs), inputs
+    assert "hits: ArrayMap[int, int]" in (tmp_path / "generated" / "plain.py").read_text()

@@ -54,7 +54,7 @@ _GENERATE_EPILOG = """\
 pyproject.toml:
   [tool.ebpf-gen]
   output-dir = "generated"
-  cflags = ["-Wall", "-I/usr/include/x86_64-linux-gnu"]
+  cflags = ["-Wall", "-Iinclude"]
 
   [[tool.ebpf-gen.source]]
   path = "examples/hello.bpf.c"     # also: stem, types, all-types, cflags

@@ -8,6 +8,7 @@ source's directory as cwd for the same reason.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shlex
 import subprocess
@@ -66,11 +67,35 @@ def clang_command(
         "-o",
         str(output),
         *cflags,
+        *multiarch_include_flags(cc),  # after the user's: their -I wins
         # The depfile lists the headers actually included, for the up-to-date check
         "-MD",
         "-MF",
         str(depfile),
     ]
+
+
+@functools.lru_cache(maxsize=4)
+def multiarch_include_flags(cc: str = "clang") -> tuple[str, ...]:
+    """``-idirafter /usr/include/<triple>``, as the compiler names the host's multiarch dir.
+
+    ``-target bpf`` drops the host's multiarch include directory, where Debian and Ubuntu keep
+    ``asm/types.h``: ``#include <linux/bpf.h>`` fails without it ("'asm/types.h' file not
+    found"). clang knows the triple (``-print-multiarch``); gcc too, for a clang that does
+    not. Distributions without multiarch (asm/ directly in /usr/include) need nothing.
+    """
+    for tool in (cc, "gcc"):
+        try:
+            proc = subprocess.run([tool, "-print-multiarch"], stdin=subprocess.DEVNULL,
+                                  capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.SubprocessError):
+            continue
+        triple = proc.stdout.strip()
+        if proc.returncode == 0 and triple and "/" not in triple:
+            path = os.path.join("/usr/include", triple)
+            if os.path.isdir(path):
+                return ("-idirafter", path)
+    return ()
 
 
 def _run(cmd: Sequence[str], *, cwd: Path | None, where: str) -> str:
