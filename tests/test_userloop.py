@@ -173,3 +173,146 @@ def test_linux_bpf_h_with_no_flags(tmp_path: Path) -> None:
     inputs = [ln for ln in proc.stderr.splitlines() if ln.startswith("ebpf-gen: input: ")]
     assert any(ln.endswith("-linux-gnu/asm/types.h") for ln in inputs), inputs
     assert "hits: ArrayMap[int, int]" in (tmp_path / "generated" / "plain.py").read_text()
+
+
+@pytest.fixture(scope="session")
+def vmlinux_h(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The running kernel's vmlinux.h, as every libbpf-tools checkout makes it (bpftool)."""
+    import shutil
+
+    from .conftest import need
+
+    btf = Path("/sys/kernel/btf/vmlinux")
+    need(None if btf.is_file() else "no /sys/kernel/btf/vmlinux (kernel without BTF)")
+    need(None if shutil.which("bpftool") else "bpftool not installed")
+    out = tmp_path_factory.mktemp("vmlinux") / "vmlinux.h"
+    with open(out, "w") as f:
+        subprocess.run(["bpftool", "btf", "dump", "file", str(btf), "format", "c"],
+                       stdout=f, check=True)
+    return out
+
+
+# libbpf-tools' compat.bpf.h pattern: the reservation is made in a helper returning void *,
+# with a per-CPU array as the fallback where ring buffers are missing.
+COMPAT_BPF_H = """\
+#ifndef COMPAT_BPF_H
+#define COMPAT_BPF_H
+#include <vmlinux.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#define MAX_EVENT_SIZE 10240
+struct { __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY); __uint(max_entries, 1);
+         __uint(key_size, sizeof(__u32)); __uint(value_size, MAX_EVENT_SIZE); } heap SEC(".maps");
+struct { __uint(type, BPF_MAP_TYPE_RINGBUF); __uint(max_entries, 256 * 1024); } events SEC(".maps");
+static __always_inline void *reserve_buf(__u64 size)
+{
+    static const int zero = 0;
+    if (bpf_core_type_exists(struct bpf_ringbuf))
+        return bpf_ringbuf_reserve(&events, size, 0);
+    return bpf_map_lookup_elem(&heap, &zero);
+}
+static __always_inline long submit_buf(void *ctx, void *buf, __u64 size)
+{
+    if (bpf_core_type_exists(struct bpf_ringbuf)) {
+        bpf_ringbuf_submit(buf, 0);
+        return 0;
+    }
+    return bpf_perf_event_output(ctx, &events, BPF_F_CURRENT_CPU, buf, size);
+}
+#endif
+"""
+
+OPENSNOOP_H = """\
+#define TASK_COMM_LEN 16
+struct event { __u64 ts; pid_t pid; uid_t uid; int ret; char comm[TASK_COMM_LEN]; };
+"""
+
+OPENSNOOP = """\
+#include <vmlinux.h>
+#include <bpf/bpf_helpers.h>
+#include "compat.bpf.h"
+#include "opensnoop.h"
+SEC("tracepoint/syscalls/sys_exit_openat")
+int exit_openat(struct trace_event_raw_sys_exit *ctx)
+{
+    struct event *e;
+    e = reserve_buf(sizeof(*e));
+    if (!e)
+        return 0;
+    e->pid = bpf_get_current_pid_tgid() >> 32;
+    e->ret = ctx->ret;
+    bpf_get_current_comm(&e->comm, sizeof(e->comm));
+    submit_buf(ctx, e, sizeof(*e));
+    return 0;
+}
+char LICENSE[] SEC("license") = "GPL";
+"""
+
+
+@pytest.fixture()
+def libbpf_tool(tmp_path: Path, vmlinux_h: Path) -> Path:
+    root = tmp_path / "tools"
+    (root / "bpf").mkdir(parents=True)
+    (root / "bpf" / "vmlinux.h").symlink_to(vmlinux_h)
+    (root / "bpf" / "compat.bpf.h").write_text(COMPAT_BPF_H)
+    (root / "bpf" / "opensnoop.h").write_text(OPENSNOOP_H)
+    (root / "bpf" / "opensnoop.bpf.c").write_text(OPENSNOOP)
+    (root / "pyproject.toml").write_text(
+        '[tool.ebpf-gen]\noutput-dir = "skel"\ncflags = ["-Ibpf"]\n\n'
+        '[[tool.ebpf-gen.source]]\npath = "bpf/opensnoop.bpf.c"\n')
+    return root
+
+
+def test_event_type_through_a_helper_returning_void_pointer(libbpf_tool: Path) -> None:
+    proc = ebpf_gen("generate", cwd=libbpf_tool)
+    assert proc.returncode == 0, proc.stderr
+    module = (libbpf_tool / "skel" / "opensnoop.py").read_text()
+    assert "events: RingBuf[Event]" in module
+    assert "cannot infer" not in proc.stderr
+    # the struct is laid out from the source, reached through reserve_buf() at the call site
+    assert "struct event is not in BTF" in proc.stderr
+    assert "reserve_buf() on map 'events'" in proc.stderr
+
+
+def test_map_type_declared_on_the_command_line_and_in_config(libbpf_tool: Path) -> None:
+    src = libbpf_tool / "bpf" / "opensnoop.bpf.c"
+    # a void * all the way: nothing to infer from
+    src.write_text(OPENSNOOP.replace("struct event *e;", "void *e;").replace(
+        "e->pid = bpf_get_current_pid_tgid() >> 32;\n    e->ret = ctx->ret;\n"
+        "    bpf_get_current_comm(&e->comm, sizeof(e->comm));\n", "").replace(
+        "sizeof(*e)", "sizeof(struct event)"))
+    proc = ebpf_gen("bpf/opensnoop.bpf.c", "--", "-Ibpf", cwd=libbpf_tool)
+    assert proc.returncode == 0, proc.stderr
+    assert "cannot infer the event type of map 'events'" in proc.stderr
+    assert "events: RingBuf[bytes]" in (libbpf_tool / "generated" / "opensnoop.py").read_text()
+
+    proc = ebpf_gen("bpf/opensnoop.bpf.c", "--map-type", "events=struct event", cwd=libbpf_tool)
+    assert proc.returncode == 0, proc.stderr
+    assert "cannot infer" not in proc.stderr
+    module = (libbpf_tool / "generated" / "opensnoop.py").read_text()
+    assert "events: RingBuf[Event]" in module
+    assert "--map-type 'events=struct event'" in module  # the line that regenerates it
+
+    (libbpf_tool / "pyproject.toml").write_text(
+        (libbpf_tool / "pyproject.toml").read_text()
+        + 'map-types = { events = "struct event" }\n')
+    proc = ebpf_gen("generate", cwd=libbpf_tool)
+    assert proc.returncode == 0, proc.stderr
+    assert "events: RingBuf[Event]" in (libbpf_tool / "skel" / "opensnoop.py").read_text()
+
+    for args, message in (
+        (["--map-type", "events=struct evnt"],
+         "opensnoop.bpf.c: --map-type events=struct evnt: no struct, union or typedef 'evnt' "
+         "in the object's BTF or defined in the source"),
+        (["--map-type", "evnts=struct event"],
+         "opensnoop.bpf.c: --map-type evnts=struct event: no map named 'evnts' "
+         "(maps: events, heap)"),
+        (["--map-type", "heap=struct event"],
+         "map 'heap' is a PERCPU_ARRAY, whose key and value types come from BTF"),
+        (["--map-type", "events"], "--map-type 'events': expected MAP=TYPE"),
+    ):
+        proc = ebpf_gen("bpf/opensnoop.bpf.c", *args, cwd=libbpf_tool)
+        assert proc.returncode == 2, proc.stderr
+        [line] = [ln for ln in proc.stderr.splitlines()
+                  if not ln.startswith("ebpf-gen: cflags from")]
+        assert line.startswith("ebpf-gen: ") and message in line, line

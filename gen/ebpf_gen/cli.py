@@ -91,6 +91,15 @@ def _main_parser() -> argparse.ArgumentParser:
         help="also emit this type, e.g. 'struct event' (repeatable)",
     )
     p.add_argument("--all-types", action="store_true", help="emit every named type of the BTF")
+    p.add_argument(
+        "--map-type",
+        dest="map_types",
+        action="append",
+        default=[],
+        metavar="MAP=TYPE",
+        help="the event type of a perf/ring buffer map, e.g. events='struct event' "
+        "(repeatable; instead of inferring it from the source)",
+    )
     p.add_argument("--target", default="bpfel,bpfeb", help="byte orders (default: bpfel,bpfeb)")
     p.add_argument("--cc", default="clang", help="the clang to use (default: clang)")
     p.add_argument(
@@ -217,6 +226,13 @@ def _run_single(args: argparse.Namespace, extra: list[str]) -> int:
     if (args.source is None) == (args.object is None):
         raise ConfigError("give either a C source file or --object OBJ (see --help)")
     targets = tuple(t.strip() for t in args.target.split(",") if t.strip())
+    map_types: dict[str, str] = {}
+    for spec in args.map_types:
+        name, sep, ctype = spec.partition("=")
+        if not sep or not name.strip() or not ctype.strip():
+            raise ConfigError(f"--map-type {spec!r}: expected MAP=TYPE, e.g. "
+                              "events='struct event'")
+        map_types[name.strip()] = ctype.strip()
     try:
         user_flags = shlex.split(args.cflags)
     except ValueError as e:
@@ -247,6 +263,8 @@ def _run_single(args: argparse.Namespace, extra: list[str]) -> int:
         command += ["--type", t]
     if args.all_types:
         command.append("--all-types")
+    for name, ctype in map_types.items():
+        command += ["--map-type", f"{name}={ctype}"]
     # Everything else that changes the outputs, so that the line reproduces them
     if args.target != "bpfel,bpfeb":
         command += ["--target", args.target]
@@ -266,6 +284,7 @@ def _run_single(args: argparse.Namespace, extra: list[str]) -> int:
         stem=args.stem,
         types=tuple(args.types),
         all_types=args.all_types,
+        map_types=tuple(map_types.items()),
         targets=targets,
         cc=args.cc,
         strip=args.strip,
@@ -318,6 +337,7 @@ def _run_generate(argv: list[str]) -> int:
             stem=src.stem,
             types=src.types,
             all_types=src.all_types,
+            map_types=src.map_types,
             cflags=(*config.cflags, *src.cflags),
             cflags_dir=config.root,
             command=f"{PROG} generate",

@@ -9,6 +9,7 @@
     stem = "hello"            # optional, default from the file name
     types = ["struct event"]  # optional, extra types to emit
     all-types = false         # optional
+    map-types = { events = "struct event" }  # optional: event maps' types, not inferred
     cflags = ["-DFOO"]        # optional, after the global cflags
 
 Paths are relative to the directory holding pyproject.toml, in cflags too (``-Iinclude``
@@ -34,7 +35,7 @@ else:  # pragma: no cover - Python 3.10
 
 _TABLE = "tool.ebpf-gen"
 _TOP_KEYS = {"output-dir", "cflags", "source"}
-_SOURCE_KEYS = {"path", "stem", "types", "all-types", "cflags"}
+_SOURCE_KEYS = {"path", "stem", "types", "all-types", "map-types", "cflags"}
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class SourceConfig:
     types: tuple[str, ...]
     all_types: bool
     cflags: tuple[str, ...]
+    map_types: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,11 @@ def load_config(pyproject: Path) -> Config:
         all_types = raw.get("all-types", False)
         if not isinstance(all_types, bool):
             raise ConfigError("all-types must be true or false", where=swhere)
+        map_types = raw.get("map-types", {})
+        if not isinstance(map_types, dict) or not all(
+                isinstance(v, str) and v for v in map_types.values()):
+            raise ConfigError("map-types must be a table of map name = \"C type\"",
+                              where=swhere)
         sources.append(
             SourceConfig(
                 path=Path(path),
@@ -125,6 +132,7 @@ def load_config(pyproject: Path) -> Config:
                 types=_strings(raw.get("types", []), f"{swhere}: types"),
                 all_types=all_types,
                 cflags=_strings(raw.get("cflags", []), f"{swhere}: cflags"),
+                map_types=tuple(map_types.items()),
             )
         )
     return Config(pyproject.parent, pyproject, Path(output_dir), cflags, tuple(sources))

@@ -34,6 +34,8 @@ class Options:
     stem: str | None = None
     types: tuple[str, ...] = ()
     all_types: bool = False
+    # (map name, C type): an event map's type declared, not inferred (--map-type)
+    map_types: tuple[tuple[str, str], ...] = ()
     targets: tuple[str, ...] = TARGETS
     cc: str = "clang"
     strip: bool = True
@@ -128,6 +130,16 @@ def build_from_object(path: Path, opts: Options) -> Result:
     stem = check_stem(opts.stem or default_stem(path))
     data = read_bytes(path)
     model = object_model(data, str(path))
+    if opts.map_types:
+        from .source import declare_event_types
+
+        model = declare_event_types(model, dict(opts.map_types), str(path))
+        typed = {m.name for m in model.maps if m.event_type is not None}
+        for name, ctype in opts.map_types:
+            if name not in typed:
+                raise ConfigError(f"--map-type {name}={ctype}: '{ctype}' is not in the "
+                                  "object's BTF (generate from the source to lay it out "
+                                  "from there)", where=str(path))
     model = _with_diagnostics(model, no_source_diagnostics(model, display_path(path)))
     return _render(stem, model, {model.btf.byteorder: data}, None, opts, (path.resolve(),))
 
@@ -139,7 +151,8 @@ def _with_diagnostics(model: ObjectModel, extra: Sequence[Diagnostic]) -> Object
 def _analyze(source: Path, opts: Options, model: ObjectModel) -> ObjectModel:
     from .source import analyze
 
-    return analyze(source, opts.cflags, model, opts.types, cc=opts.cc)
+    return analyze(source, opts.cflags, model, opts.types, cc=opts.cc,
+                   map_types=dict(opts.map_types))
 
 
 def _render(
@@ -310,8 +323,8 @@ def _fingerprint(source: Path, inputs: Sequence[str], opts: Options) -> str | No
     h = hashlib.sha256()
     h.update(_generator_fingerprint("llvm-strip" if opts.strip else None, opts.cc).encode())
     base = str((opts.cflags_dir or Path.cwd()).resolve())
-    settings = [opts.stem, opts.types, opts.all_types, opts.targets, opts.cc, opts.strip,
-                opts.cflags, base, opts.command, str(source)]
+    settings = [opts.stem, opts.types, opts.all_types, opts.map_types, opts.targets, opts.cc,
+                opts.strip, opts.cflags, base, opts.command, str(source)]
     h.update(json.dumps(settings, default=list).encode())
     for name in (str(source), *inputs):
         try:
