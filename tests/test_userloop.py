@@ -8,6 +8,7 @@ would: compile with the system clang, read what it printed, look at what it wrot
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -316,3 +317,105 @@ def test_map_type_declared_on_the_command_line_and_in_config(libbpf_tool: Path) 
         [line] = [ln for ln in proc.stderr.splitlines()
                   if not ln.startswith("ebpf-gen: cflags from")]
         assert line.startswith("ebpf-gen: ") and message in line, line
+
+
+# -- a runtime-only install: the wheel in a fresh venv, without the generator's dependencies
+
+@pytest.fixture(scope="session")
+def runtime_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh venv with the ebpf-gen wheel installed offline and nothing else."""
+    import shutil
+
+    base = tmp_path_factory.mktemp("wheel")
+    tree = base / "src"  # build from a copy: a build leaves build/ and egg-info behind
+    shutil.copytree(REPO, tree, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "*.egg-info", ".*cache", "__pycache__", "dist"))
+    # build isolation fetches setuptools (and, before 70.1, wheel) as any user's build does
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
+                           "--disable-pip-version-check", "-w", str(base / "dist"), str(tree)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    [whl] = (base / "dist").glob("ebpf_gen-*.whl")
+    venv = base / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    # --no-index: the runtime needs nothing from a registry
+    proc = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--no-index",
+                           "--disable-pip-version-check", str(whl)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return venv
+
+
+def test_runtime_only_install_has_no_generator_and_says_what_to_install(
+        runtime_venv: Path, tmp_path: Path) -> None:
+    py = str(runtime_venv / "bin" / "python")
+    for mod in ("jinja2", "clang"):
+        proc = subprocess.run([py, "-c", f"import {mod}"], capture_output=True, text=True)
+        assert proc.returncode == 1 and "ModuleNotFoundError" in proc.stderr
+    proc = subprocess.run([py, "-c", "import ebpf_gen.runtime, sys; "
+                           "print(sorted(m for m in ('jinja2', 'clang') if m in sys.modules))"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout == "[]\n", proc.stderr
+
+    exe = str(runtime_venv / "bin" / "ebpf-gen")
+    version = subprocess.run([exe, "--version"], capture_output=True, text=True)
+    assert version.returncode == 0 and version.stdout.startswith("ebpf-gen ")
+    (tmp_path / "p.bpf.c").write_text(PROBE)
+    proc = subprocess.run([exe, "p.bpf.c"], cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 2
+    # the install command names this venv's own interpreter
+    assert re.fullmatch(
+        r"ebpf-gen: generating needs jinja2 and libclang, not installed here \(ebpf-gen alone "
+        rf"is the runtime, for deployed apps\): {re.escape(py)}[\d.]* -m pip install "
+        r"'ebpf-gen\[generator\]'\n", proc.stderr), proc.stderr
+    assert not (tmp_path / "generated").exists()
+
+
+APP_SOURCE = """\
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+struct { __uint(type, BPF_MAP_TYPE_ARRAY); __uint(max_entries, 1);
+         __type(key, __u32); __type(value, __u64); } execs SEC(".maps");
+SEC("tracepoint/syscalls/sys_enter_execve")
+int count_exec(void *ctx) { __u32 k = 0; __u64 *v = bpf_map_lookup_elem(&execs, &k);
+    if (v) __sync_fetch_and_add(v, 1); return 0; }
+char LICENSE[] SEC("license") = "GPL";
+"""
+
+APP_MAIN = """\
+import subprocess
+import sys
+
+from myapp.bpf import counter
+
+assert "clang" not in sys.modules and "jinja2" not in sys.modules
+with counter.load() as objs:
+    with objs.programs.count_exec.attach():
+        for _ in range(3):
+            subprocess.run(["/bin/true"], check=True)
+    print("execs", objs.maps.execs[0])
+"""
+
+
+@pytest.mark.kernel
+def test_deployed_app_runs_without_libclang(runtime_venv: Path, tmp_path: Path) -> None:
+    """Generate on the developer's machine, ship the package, run it where only the runtime
+    is installed."""
+    dev = tmp_path / "dev"
+    dev.mkdir()
+    (dev / "counter.bpf.c").write_text(APP_SOURCE)
+    proc = ebpf_gen("counter.bpf.c", "--output-dir", "myapp/bpf", cwd=dev)
+    assert proc.returncode == 0, proc.stderr
+    (dev / "myapp" / "__init__.py").write_text("")
+    (dev / "myapp" / "bpf" / "__init__.py").write_text("")
+    (dev / "myapp" / "__main__.py").write_text(APP_MAIN)
+
+    import shutil
+
+    deployed = tmp_path / "deployed"
+    shutil.copytree(dev / "myapp", deployed / "myapp")  # the package, objects beside modules
+    proc = subprocess.run([str(runtime_venv / "bin" / "python"), "-m", "myapp"],
+                          cwd=deployed, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    count = int(proc.stdout.split()[-1])
+    assert count >= 3, proc.stdout

@@ -163,6 +163,29 @@ def _split_extra(argv: list[str]) -> tuple[list[str], list[str]]:
     return argv, []
 
 
+# What the generator imports beyond the runtime: (module, the distribution that provides it)
+_GENERATOR_DEPS = (("jinja2", "jinja2"), ("clang", "libclang"))
+
+
+def _need_generator(*, source: bool) -> None:
+    """Fail with the exact install command when the generator's dependencies are missing.
+
+    ``pip install ebpf-gen`` is the runtime alone (what a deployed app needs); generating
+    needs the ``generator`` extra. --object needs no libclang (no source to parse).
+    """
+    import importlib.util
+
+    wanted = [d for d in _GENERATOR_DEPS if source or d[0] != "clang"]
+    if sys.version_info < (3, 11):  # pragma: no cover - tomllib is 3.11+
+        wanted.append(("tomli", "tomli"))
+    missing = [dist for mod, dist in wanted if importlib.util.find_spec(mod) is None]
+    if missing:
+        raise ConfigError(
+            f"generating needs {' and '.join(missing)}, not installed here (ebpf-gen alone is "
+            f"the runtime, for deployed apps): {shlex.quote(sys.executable)} -m pip install "
+            "'ebpf-gen[generator]'")
+
+
 def _set_verbosity(args: argparse.Namespace) -> None:
     global _verbosity
     _verbosity = 0 if args.quiet else 2 if args.verbose else 1
@@ -225,6 +248,7 @@ def _run_single(args: argparse.Namespace, extra: list[str]) -> int:
     _set_verbosity(args)
     if (args.source is None) == (args.object is None):
         raise ConfigError("give either a C source file or --object OBJ (see --help)")
+    _need_generator(source=args.source is not None)
     targets = tuple(t.strip() for t in args.target.split(",") if t.strip())
     map_types: dict[str, str] = {}
     for spec in args.map_types:
@@ -322,6 +346,7 @@ def _run_generate(argv: list[str]) -> int:
 
     args = _generate_parser().parse_args(argv)
     _set_verbosity(args)
+    _need_generator(source=True)
     pyproject = args.config or find_pyproject(Path.cwd())
     if pyproject is None:
         raise ConfigError("no pyproject.toml here or above", where=str(Path.cwd()))
