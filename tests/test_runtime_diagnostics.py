@@ -13,7 +13,6 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-
 from ebpf_gen.runtime import KernelRefusedError, LoadError
 from ebpf_gen.runtime.objects import verifier_verdict
 
@@ -115,7 +114,8 @@ def test_libbpf_lines_go_to_logging_not_stderr(tmp_path: Path) -> None:
     src = tmp_path / "app.py"
     src.write_text(
         "import sys\nsys.path.insert(0, sys.argv[1])\nimport refused_skel as s\n"
-        "if len(sys.argv) > 2:\n    import logging; logging.basicConfig(format='LOG %(name)s %(message)s')\n"
+        "if len(sys.argv) > 2:\n    import logging\n"
+        "    logging.basicConfig(format='LOG %(name)s %(message)s')\n"
         "try:\n    s.load()\nexcept Exception as e:\n    print(type(e).__name__)\n")
     generate(tmp_path, "refused_skel", FENTRY.replace("fentry/do_unlinkat", "fentry/no_such_fn"))
     quiet = subprocess.run([sys.executable, str(src), str(tmp_path)], capture_output=True,
