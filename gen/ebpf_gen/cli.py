@@ -7,6 +7,7 @@ as one ``ebpf-gen: where: what`` line (compile errors add clang's own diagnostic
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shlex
 import sys
 from collections.abc import Sequence
@@ -42,6 +43,7 @@ examples:
   ebpf-gen --object build/probe.o          from an already compiled object (its byte order only)
   ebpf-gen generate                        every [[tool.ebpf-gen.source]] of pyproject.toml
   ebpf-gen generate --check                exit 1 listing outputs that are out of date
+  ebpf-gen vmlinux -o bpf/vmlinux.h        the running kernel's types as a C header
 
 Inside a project, the [tool.ebpf-gen] cflags of the nearest pyproject.toml apply too (their
 relative paths from pyproject's directory; -v shows them, --no-config ignores them). Relative
@@ -71,7 +73,8 @@ def _main_parser() -> argparse.ArgumentParser:
         prog=PROG,
         usage=f"{PROG} SRC [options] [-- clang flags]\n"
         f"       {PROG} --object OBJ [options]\n"
-        f"       {PROG} generate [--check]",
+        f"       {PROG} generate [--check]\n"
+        f"       {PROG} vmlinux [-o vmlinux.h] [--btf PATH] [--type NAME]",
         description="Generate a typed Python skeleton (ctypes types, map/program/variable "
         "handles) from a BPF C program.",
         epilog=_EPILOG,
@@ -388,10 +391,90 @@ def _run_generate(argv: list[str]) -> int:
     return 0
 
 
+def _vmlinux_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=f"{PROG} vmlinux",
+        description="Write a C header of the running kernel's BTF (or of --btf PATH): the "
+        "vmlinux.h CO-RE programs include, without bpftool.",
+        epilog="examples:\n"
+        "  ebpf-gen vmlinux -o bpf/vmlinux.h          every type of the running kernel\n"
+        "  ebpf-gen vmlinux --btf vmlinux-6.1 -o -    another kernel's BTF, to stdout\n"
+        "  ebpf-gen vmlinux --type 'struct task_struct' --type 'struct trace_event_raw_sys_exit'\n"
+        "                                           only these and what they embed\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _common(p)
+    p.add_argument("-o", "--output", default="vmlinux.h", metavar="FILE",
+                   help="the header to write ('-': stdout; default: vmlinux.h)")
+    p.add_argument("--btf", default="/sys/kernel/btf/vmlinux", metavar="PATH",
+                   help="raw BTF or an ELF file with .BTF (default: /sys/kernel/btf/vmlinux)")
+    p.add_argument("--type", dest="types", action="append", default=[], metavar="NAME",
+                   help="emit only this type and the types it needs to compile (repeatable): "
+                   "a minimal header; pointers to other structs stay declared, not defined")
+    return p
+
+
+def _run_vmlinux(argv: list[str]) -> int:
+    from .btf.decode import decode_btf
+    from .btf.types import Kind
+    from .cheader import HeaderWriter
+
+    args = _vmlinux_parser().parse_args(argv)
+    _set_verbosity(args)
+    src = Path(args.btf)
+    try:
+        data = src.read_bytes()
+    except FileNotFoundError as e:
+        hint = (" (this kernel was built without CONFIG_DEBUG_INFO_BTF): pass --btf PATH"
+                if args.btf == "/sys/kernel/btf/vmlinux" else "")
+        raise ConfigError(f"no such file{hint}", where=args.btf) from e
+    except OSError as e:
+        raise ConfigError(f"cannot read: {e.strerror}", where=args.btf) from e
+    if data[:4] == b"\x7fELF":
+        from .elf import parse_elf
+
+        data = parse_elf(data, args.btf).btf
+    spec = decode_btf(data, where=args.btf)
+    writer = HeaderWriter(spec)
+    only = None
+    if args.types:
+        kinds = {"struct": (Kind.STRUCT,), "union": (Kind.UNION,),
+                 "enum": (Kind.ENUM, Kind.ENUM64)}
+        only = []
+        for name in args.types:
+            prefix, _, bare = name.partition(" ")
+            wanted = kinds.get(prefix, ())
+            if not wanted:
+                bare, wanted = name, (Kind.STRUCT, Kind.UNION, Kind.TYPEDEF, Kind.ENUM)
+            found = spec.named(bare.strip(), *wanted)
+            if not found:
+                raise ConfigError(f"--type {name}: no such type in the BTF", where=args.btf)
+            only.append(found[0].id)
+    what = "the running kernel" if args.btf == "/sys/kernel/btf/vmlinux" else Path(
+        args.btf).name
+    text = writer.header(what=what, only=only)
+    if args.output == "-":
+        sys.stdout.write(text)
+        return 0
+    out = Path(args.output)
+    tmp = out.with_name(f".{out.name}.tmp")
+    try:
+        tmp.write_text(text)
+        tmp.replace(out)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise ConfigError(f"cannot write: {e.strerror}", where=str(out)) from e
+    _say(f"{args.btf}: wrote {args.output} ({text.count(chr(10))} lines)")
+    return 0
+
+
 def run(argv: Sequence[str]) -> int:
     argv = list(argv)
     if argv[:1] == ["generate"]:
         return _run_generate(argv[1:])
+    if argv[:1] == ["vmlinux"]:
+        return _run_vmlinux(argv[1:])
     main_args, extra = _split_extra(argv)
     args = _main_parser().parse_args(main_args)
     return _run_single(args, extra)
