@@ -56,6 +56,7 @@ char LICENSE[] SEC("license") = "GPL";
 """
 
 
+@pytest.mark.kernel
 @pytest.mark.nokprobe  # the host tier: this host's kernel refuses fentry with EPERM
 def test_eperm_with_every_capability_is_the_kernel_refusing(tmp_path: Path) -> None:
     skel = generate(tmp_path, "refused_skel", FENTRY)
