@@ -102,10 +102,17 @@ def test_a_runaway_loop_is_named_not_enospc(tmp_path: Path) -> None:
         skel.load()
     e = info.value
     first = str(e).splitlines()[0]
-    assert first.startswith("runaway_skel: loading program 'runaway' failed: rejected by the "
-                            "verifier: BPF program is too large: the verifier gave up after ")
     assert "No space left on device" not in first
-    assert "BPF program is too large. Processed" in e.log  # the verdict kept in the log
+    release = tuple(int(x) for x in os.uname().release.split("-")[0].split(".")[:2])
+    if release >= (6, 4):  # the log keeps its end when it overflows: the verdict is there
+        assert first.startswith(
+            "runaway_skel: loading program 'runaway' failed: rejected by the verifier: BPF "
+            "program is too large: the verifier gave up after ")
+        assert "BPF program is too large. Processed" in e.log
+    else:  # the log keeps its start: the verdict is lost, and the message says that
+        assert first.startswith(
+            "runaway_skel: loading program 'runaway' failed: the verifier log overflowed 16 "
+            "MiB before the verdict")
 
 
 @pytest.mark.kernel
