@@ -419,3 +419,19 @@ def test_deployed_app_runs_without_libclang(runtime_venv: Path, tmp_path: Path) 
     assert proc.returncode == 0, proc.stderr
     count = int(proc.stdout.split()[-1])
     assert count >= 3, proc.stdout
+
+
+def test_flag_paths_are_rebased_and_repeats_dropped(tmp_path: Path) -> None:
+    from ebpf_gen.config import merge_flags, rebase_flags
+
+    root, src = tmp_path, tmp_path / "bpf"
+    src.mkdir()
+    flags = ["-Iinclude", "-I", "inc2", "-isystem", "sys", "--sysroot=/abs", "-DX=1",
+             "-include", "pre.h", "-I/usr/include"]
+    assert rebase_flags(flags, root, src) == (
+        "-I../include", "-I../inc2", "-isystem", "../sys", "--sysroot=/abs", "-DX=1",
+        "-include", "../pre.h", "-I/usr/include")
+    assert rebase_flags(flags, root, root) == tuple(flags)
+    # the config's -Iinclude given again on the command line (spelled differently) counts once
+    assert merge_flags(["-Iinclude", "-Wall"], ["-I", "./include", "-DY"], root) == (
+        "-Wall", "-I", "./include", "-DY")
