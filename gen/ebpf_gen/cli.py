@@ -471,10 +471,14 @@ def _run_vmlinux(argv: list[str]) -> int:
 
 def run(argv: Sequence[str]) -> int:
     argv = list(argv)
-    if argv[:1] == ["generate"]:
-        return _run_generate(argv[1:])
-    if argv[:1] == ["vmlinux"]:
-        return _run_vmlinux(argv[1:])
+    # `ebpf-gen -v generate` as well as `ebpf-gen generate -v`
+    lead = 0
+    while lead < len(argv) and argv[lead] in ("-v", "--verbose", "-q", "--quiet"):
+        lead += 1
+    if argv[lead:lead + 1] == ["generate"]:
+        return _run_generate(argv[lead + 1:] + argv[:lead])
+    if argv[lead:lead + 1] == ["vmlinux"]:
+        return _run_vmlinux(argv[lead + 1:] + argv[:lead])
     main_args, extra = _split_extra(argv)
     args = _main_parser().parse_args(main_args)
     return _run_single(args, extra)
