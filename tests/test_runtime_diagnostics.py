@@ -143,7 +143,7 @@ def test_trace_pipe_as_a_user_says_permission() -> None:
     python = "/usr/bin/python3"  # the venv's interpreter may live where nobody cannot read
     need(None if os.access(python, os.X_OK) else f"{python} missing")
     with tempfile.TemporaryDirectory() as d:  # a copy of the runtime that nobody can read
-        shutil.copytree(REPO / "gen" / "runtime", Path(d) / "ebpf_gen" / "runtime")
+        shutil.copytree(REPO / "gen" / "ebpf_gen" / "runtime", Path(d) / "ebpf_gen" / "runtime")
         (Path(d) / "ebpf_gen" / "__init__.py").write_text("")
         for p in [Path(d), *Path(d).rglob("*")]:
             p.chmod(0o755)
