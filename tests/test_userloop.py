@@ -328,7 +328,8 @@ def runtime_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     base = tmp_path_factory.mktemp("wheel")
     tree = base / "src"  # build from a copy: a build leaves build/ and egg-info behind
     shutil.copytree(REPO, tree, ignore=shutil.ignore_patterns(
-        ".git", ".venv", "build", "*.egg-info", ".*cache", "__pycache__", "dist"))
+        ".git", ".venv", ".vm", "build", "*.egg-info", ".*cache", "__pycache__", "dist"),
+        symlinks=True)
     # build isolation fetches setuptools (and, before 70.1, wheel) as any user's build does
     proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
                            "--disable-pip-version-check", "-w", str(base / "dist"), str(tree)],
