@@ -9,7 +9,7 @@ setup:  ## system packages + .venv (idempotent; what .ci/run calls)
 
 venv:
 	test -x $(PY) || python3 -m venv .venv
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[generator,dev]'
 
 gen:  ## regenerate every [tool.ebpf-gen] source into generated/ (skips unchanged inputs)
 	$(PY) -m ebpf_gen.cli generate

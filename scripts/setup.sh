@@ -42,8 +42,8 @@ fi
 if [[ ! -x .venv/bin/python ]]; then
     python3 -m venv .venv || die "python3 -m venv .venv failed"
 fi
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]' \
-    || die "pip install -e '.[dev]' failed"
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[generator,dev]' \
+    || die "pip install -e '.[generator,dev]' failed"
 .venv/bin/python -m pip install -q --disable-pip-version-check virtme-ng \
     || die "pip install virtme-ng failed"
 

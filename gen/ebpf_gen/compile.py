@@ -8,6 +8,7 @@ source's directory as cwd for the same reason.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shlex
 import subprocess
@@ -40,6 +41,8 @@ class CompileResult:
     # up-to-date check.
     inputs: tuple[Path, ...]
     command: tuple[str, ...]
+    # clang's stderr of a successful compile (its warnings, file:line:col as clang prints them)
+    warnings: str = ""
 
 
 def clang_command(
@@ -64,6 +67,7 @@ def clang_command(
         "-o",
         str(output),
         *cflags,
+        *multiarch_include_flags(cc),  # after the user's: their -I wins
         # The depfile lists the headers actually included, for the up-to-date check
         "-MD",
         "-MF",
@@ -71,7 +75,30 @@ def clang_command(
     ]
 
 
-def _run(cmd: Sequence[str], *, cwd: Path | None, where: str) -> None:
+@functools.lru_cache(maxsize=4)
+def multiarch_include_flags(cc: str = "clang") -> tuple[str, ...]:
+    """``-idirafter /usr/include/<triple>``, as the compiler names the host's multiarch dir.
+
+    ``-target bpf`` drops the host's multiarch include directory, where Debian and Ubuntu keep
+    ``asm/types.h``: ``#include <linux/bpf.h>`` fails without it ("'asm/types.h' file not
+    found"). clang knows the triple (``-print-multiarch``); gcc too, for a clang that does
+    not. Distributions without multiarch (asm/ directly in /usr/include) need nothing.
+    """
+    for tool in (cc, "gcc"):
+        try:
+            proc = subprocess.run([tool, "-print-multiarch"], stdin=subprocess.DEVNULL,
+                                  capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.SubprocessError):
+            continue
+        triple = proc.stdout.strip()
+        if proc.returncode == 0 and triple and "/" not in triple:
+            path = os.path.join("/usr/include", triple)
+            if os.path.isdir(path):
+                return ("-idirafter", path)
+    return ()
+
+
+def _run(cmd: Sequence[str], *, cwd: Path | None, where: str) -> str:
     try:
         proc = subprocess.run(
             list(cmd), cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True, text=True
@@ -86,6 +113,7 @@ def _run(cmd: Sequence[str], *, cwd: Path | None, where: str) -> None:
             f"{Path(cmd[0]).name} failed (exit {proc.returncode}): {shlex.join(cmd)}\n{stderr}",
             where=where,
         )
+    return proc.stderr
 
 
 def parse_depfile(text: str) -> tuple[Path, ...]:
@@ -134,9 +162,12 @@ def compile_bpf(
         raise CompileError("no such source file", where=where)
     depfile = output.with_name(output.name + ".d")
     cmd = clang_command(source, output, depfile, target=target, cc=cc, cflags=cflags)
-    _run(cmd, cwd=source.resolve().parent, where=where)
+    cwd = source.resolve().parent
+    warnings = _run(cmd, cwd=cwd, where=where)
     try:
-        inputs = parse_depfile(depfile.read_text())
+        # clang writes the paths as it opened them, relative ones from its cwd (the source's
+        # directory): resolved here, so the up-to-date check can read them from anywhere
+        inputs = tuple(dict.fromkeys(cwd / p for p in parse_depfile(depfile.read_text())))
     except OSError:
         inputs = (source.resolve(),)
     finally:
@@ -144,7 +175,7 @@ def compile_bpf(
             os.unlink(depfile)
     if strip:
         _run([strip, "-g", str(output)], cwd=None, where=where)
-    return CompileResult(object=output, inputs=inputs, command=tuple(cmd))
+    return CompileResult(object=output, inputs=inputs, command=tuple(cmd), warnings=warnings)
 
 
 def tool_version(tool: str) -> str:

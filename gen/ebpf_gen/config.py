@@ -9,14 +9,19 @@
     stem = "hello"            # optional, default from the file name
     types = ["struct event"]  # optional, extra types to emit
     all-types = false         # optional
+    map-types = { events = "struct event" }  # optional: event maps' types, not inferred
     cflags = ["-DFOO"]        # optional, after the global cflags
 
-Paths are relative to the directory holding pyproject.toml.
+Paths are relative to the directory holding pyproject.toml, in cflags too (``-Iinclude``
+means ``<project>/include`` whatever the source's directory). ``ebpf-gen SRC`` run inside
+the project applies the global ``cflags`` as well and says so (``--no-config`` to ignore).
 """
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +35,7 @@ else:  # pragma: no cover - Python 3.10
 
 _TABLE = "tool.ebpf-gen"
 _TOP_KEYS = {"output-dir", "cflags", "source"}
-_SOURCE_KEYS = {"path", "stem", "types", "all-types", "cflags"}
+_SOURCE_KEYS = {"path", "stem", "types", "all-types", "map-types", "cflags"}
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,7 @@ class SourceConfig:
     types: tuple[str, ...]
     all_types: bool
     cflags: tuple[str, ...]
+    map_types: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -114,6 +120,11 @@ def load_config(pyproject: Path) -> Config:
         all_types = raw.get("all-types", False)
         if not isinstance(all_types, bool):
             raise ConfigError("all-types must be true or false", where=swhere)
+        map_types = raw.get("map-types", {})
+        if not isinstance(map_types, dict) or not all(
+                isinstance(v, str) and v for v in map_types.values()):
+            raise ConfigError("map-types must be a table of map name = \"C type\"",
+                              where=swhere)
         sources.append(
             SourceConfig(
                 path=Path(path),
@@ -121,6 +132,85 @@ def load_config(pyproject: Path) -> Config:
                 types=_strings(raw.get("types", []), f"{swhere}: types"),
                 all_types=all_types,
                 cflags=_strings(raw.get("cflags", []), f"{swhere}: cflags"),
+                map_types=tuple(map_types.items()),
             )
         )
     return Config(pyproject.parent, pyproject, Path(output_dir), cflags, tuple(sources))
+
+
+# clang options whose argument is a path: (spelling, joined forms allowed). Longest first, so
+# "-isystem" is not read as "-i" + "system".
+_PATH_OPTIONS = ("-idirafter", "-isystem", "-iquote", "-include", "-imacros", "-isysroot",
+                 "--sysroot", "-I", "-L")
+
+
+def flag_units(flags: Sequence[str]) -> list[tuple[str, str | None]]:
+    """``flags`` as (option, path argument or None): ``-I x``, ``-Ix`` and ``--sysroot=x``
+    alike give ("-I", "x"); every other flag is (flag, None)."""
+    out: list[tuple[str, str | None]] = []
+    i = 0
+    while i < len(flags):
+        f = flags[i]
+        i += 1
+        for opt in _PATH_OPTIONS:
+            if f == opt:
+                if i < len(flags):
+                    out.append((opt, flags[i]))
+                    i += 1
+                else:
+                    out.append((f, None))  # clang will complain, with its own words
+                break
+            if f.startswith(opt) and len(f) > len(opt):
+                arg = f[len(opt):]
+                if opt == "--sysroot":
+                    if not arg.startswith("="):
+                        continue
+                    arg = arg[1:]
+                out.append((opt, arg))
+                break
+        else:
+            out.append((f, None))
+    return out
+
+
+def _join(units: Sequence[tuple[str, str | None]]) -> tuple[str, ...]:
+    out: list[str] = []
+    for opt, arg in units:
+        if arg is None:
+            out.append(opt)
+        elif opt.startswith("--"):
+            out.append(f"{opt}={arg}")
+        elif opt in ("-I", "-L"):
+            out.append(opt + arg)
+        else:
+            out += [opt, arg]
+    return tuple(out)
+
+
+def rebase_flags(flags: Sequence[str], base: Path, to: Path) -> tuple[str, ...]:
+    """``flags`` whose relative paths mean ``base/...``, rewritten relative to ``to``.
+
+    clang runs in the source's directory (the objects must not depend on where the checkout
+    lives), so a path the user gave relative to the project or the cwd is rewritten to the
+    same file as seen from there, still relative.
+    """
+    base, to = base.resolve(), to.resolve()
+    if base == to:
+        return tuple(flags)
+    units = []
+    for opt, arg in flag_units(flags):
+        if arg is not None and not os.path.isabs(arg) and not arg.startswith(("=", "$")):
+            arg = os.path.relpath(base / arg, to)
+        units.append((opt, arg))
+    return _join(units)
+
+
+def merge_flags(config: Sequence[str], user: Sequence[str], base: Path) -> tuple[str, ...]:
+    """The config's flags then the user's, a config path option the user repeats dropped."""
+    def key(unit: tuple[str, str | None]) -> tuple[str, str | None]:
+        opt, arg = unit
+        return (opt, None if arg is None else os.path.normpath(base / arg))
+
+    given = {key(u) for u in flag_units(user) if u[1] is not None}
+    kept = [u for u in flag_units(config) if u[1] is None or key(u) not in given]
+    return (*_join(kept), *user)

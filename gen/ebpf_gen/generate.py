@@ -9,6 +9,7 @@ Heavy imports (jinja2, libclang) happen inside the functions that need them:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -19,6 +20,7 @@ from functools import cache
 from pathlib import Path
 
 from .compile import BYTEORDER, TARGETS, compile_bpf, tool_version
+from .config import rebase_flags
 from .errors import ConfigError, InternalError, LayoutError, OutputError, guarded
 from .model import Diagnostic, ObjectModel, no_source_diagnostics
 
@@ -32,10 +34,15 @@ class Options:
     stem: str | None = None
     types: tuple[str, ...] = ()
     all_types: bool = False
+    # (map name, C type): an event map's type declared, not inferred (--map-type)
+    map_types: tuple[tuple[str, str], ...] = ()
     targets: tuple[str, ...] = TARGETS
     cc: str = "clang"
     strip: bool = True
     cflags: tuple[str, ...] = ()
+    # Where relative paths in cflags start (the cwd for the CLI, pyproject's directory for
+    # the config); None: the cwd
+    cflags_dir: Path | None = None
     # How to regenerate, written into the module docstring
     command: str = "ebpf-gen"
 
@@ -46,6 +53,7 @@ class Result:
     files: dict[str, bytes]  # output file name -> content, in write order (.py last)
     diagnostics: tuple[Diagnostic, ...]
     inputs: tuple[Path, ...] = field(default=())  # source + headers, for the up-to-date cache
+    warnings: str = ""  # clang's warnings of a successful compile, as clang printed them
 
 
 def default_stem(path: Path) -> str:
@@ -85,6 +93,11 @@ def build_from_source(source: Path, opts: Options) -> Result:
     models: dict[str, ObjectModel] = {}
     objects: dict[str, bytes] = {}
     inputs: tuple[Path, ...] = ()
+    warnings: list[str] = []
+    # clang runs in the source's directory: relative paths the user meant from elsewhere
+    # are rewritten to name the same files from there (and the parse sees the same flags)
+    cflags = rebase_flags(opts.cflags, opts.cflags_dir or Path.cwd(), source.resolve().parent)
+    opts = dataclasses.replace(opts, cflags=cflags, cflags_dir=source.resolve().parent)
     with tempfile.TemporaryDirectory(prefix="ebpf-gen-") as tmp:
         for target in opts.targets:
             out = Path(tmp) / f"{stem}_{target}.o"
@@ -97,6 +110,8 @@ def build_from_source(source: Path, opts: Options) -> Result:
                 cflags=opts.cflags,
             )
             inputs = result.inputs
+            if result.warnings and result.warnings not in warnings:  # once, not per order
+                warnings.append(result.warnings)
             data = read_bytes(out)
             # Named after the source: the temporary object is gone when the user reads it
             with guarded(f"{source} ({target})"):
@@ -110,7 +125,8 @@ def build_from_source(source: Path, opts: Options) -> Result:
         from .source.capacity import capacity_warnings
 
         model = _with_diagnostics(model, capacity_warnings(model, display_path(source)))
-        return _render(stem, model, objects, display_path(source), opts, inputs)
+        rendered = _render(stem, model, objects, display_path(source), opts, inputs)
+        return dataclasses.replace(rendered, warnings="".join(warnings))
 
 
 def build_from_object(path: Path, opts: Options) -> Result:
@@ -137,20 +153,29 @@ def build_from_bytes(
     stem = check_stem(stem or opts.stem or "module")
     with guarded(where):
         model = object_model(data, where)
+        if opts.map_types:
+            from .source import declare_event_types
+
+            model = declare_event_types(model, dict(opts.map_types), where)
+            typed = {m.name for m in model.maps if m.event_type is not None}
+            for name, ctype in opts.map_types:
+                if name not in typed:
+                    raise ConfigError(f"--map-type {name}={ctype}: '{ctype}' is not in the "
+                                      "object's BTF (generate from the source to lay it out "
+                                      "from there)", where=where)
         model = _with_diagnostics(model, no_source_diagnostics(model, display or where))
         return _render(stem, model, {model.btf.byteorder: data}, None, opts, inputs)
 
 
 def _with_diagnostics(model: ObjectModel, extra: Sequence[Diagnostic]) -> ObjectModel:
-    import dataclasses
-
     return dataclasses.replace(model, diagnostics=(*model.diagnostics, *extra))
 
 
 def _analyze(source: Path, opts: Options, model: ObjectModel) -> ObjectModel:
     from .source import analyze
 
-    return analyze(source, opts.cflags, model, opts.types, cc=opts.cc)
+    return analyze(source, opts.cflags, model, opts.types, cc=opts.cc,
+                   map_types=dict(opts.map_types))
 
 
 def _render(
@@ -343,8 +368,9 @@ def _generator_fingerprint(strip: str | None, cc: str) -> str:
 def _fingerprint(source: Path, inputs: Sequence[str], opts: Options) -> str | None:
     h = hashlib.sha256()
     h.update(_generator_fingerprint("llvm-strip" if opts.strip else None, opts.cc).encode())
-    settings = [opts.stem, opts.types, opts.all_types, opts.targets, opts.cc, opts.strip,
-                opts.cflags, opts.command, str(source)]
+    base = str((opts.cflags_dir or Path.cwd()).resolve())
+    settings = [opts.stem, opts.types, opts.all_types, opts.map_types, opts.targets, opts.cc,
+                opts.strip, opts.cflags, base, opts.command, str(source)]
     h.update(json.dumps(settings, default=list).encode())
     for name in (str(source), *inputs):
         try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from .errors import (
     AttachError,
+    KernelRefusedError,
     LibbpfError,
     LibbpfUnavailableError,
     LoadError,
@@ -86,6 +87,7 @@ __all__ = [
     "CUnion",
     "HashMap",
     "IterationAbortedError",
+    "KernelRefusedError",
     "LibbpfError",
     "LibbpfUnavailableError",
     "Link",

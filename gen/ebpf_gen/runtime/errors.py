@@ -60,6 +60,23 @@ class LoadError(RuntimeBPFError):
         return f"{self.msg}\nverifier log (last lines):\n{tail}"
 
 
+class KernelRefusedError(LoadError):
+    """The kernel refused a program with EPERM although every capability is present.
+
+    Not a missing capability: a policy or configuration of this kernel forbids the program
+    (kernel lockdown, an LSM such as SELinux or a BPF LSM program, a hardened distribution
+    kernel). ``program_type`` is libbpf's name of the program type, ``lockdown`` the state
+    in /sys/kernel/security/lockdown ("none", "integrity", "confidentiality", or "" when
+    unknown); ``log`` keeps the verifier log, when the kernel wrote one.
+    """
+
+    def __init__(self, msg: str, *, errno: int, log: str = "", program: str | None = None,
+                 program_type: str = "", lockdown: str = "") -> None:
+        super().__init__(msg, errno=errno, log=log, program=program)
+        self.program_type = program_type
+        self.lockdown = lockdown
+
+
 class AttachError(RuntimeBPFError):
     """A program could not be attached: names the program, the target and why."""
 

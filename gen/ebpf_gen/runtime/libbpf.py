@@ -1,7 +1,9 @@
 """The system libbpf.so.1, loaded once through ctypes, with prototypes declared.
 
-Also routes libbpf's own messages (libbpf_set_print) to the ``ebpf_gen.libbpf`` logger and
-turns negative return codes into exceptions.
+Also routes libbpf's own messages (libbpf_set_print) to the ``ebpf_gen.libbpf`` logger
+(libbpf's warnings at WARNING, info at INFO, debug at DEBUG) and turns negative return codes
+into exceptions. Nothing is printed until the app configures logging (``logging.basicConfig()``
+or a handler on that logger), as for any library's logger; errors quote libbpf's warnings.
 
 logging is imported only once a message needs it (a warning, or any message while logging
 is already in use): importing it up front would cost every skeleton a few milliseconds of
@@ -141,6 +143,8 @@ _PROTOTYPES: dict[str, tuple[Any, list[Any]]] = {
     "bpf_map__inner_map": (c_void_p, [c_void_p]),  # a map of maps' template (before load)
     "bpf_program__name": (c_char_p, [c_void_p]),
     "bpf_program__section_name": (c_char_p, [c_void_p]),
+    "bpf_program__type": (c_int, [c_void_p]),
+    "libbpf_bpf_prog_type_str": (c_char_p, [c_int]),
     "bpf_program__fd": (c_int, [c_void_p]),
     "bpf_program__autoload": (ctypes.c_bool, [c_void_p]),
     "bpf_program__set_autoload": (c_int, [c_void_p, ctypes.c_bool]),
@@ -224,11 +228,16 @@ def _print(level: int, fmt: bytes | None, args: int | None) -> int:
         if pylevel < _WARNING and "logging" not in sys.modules:
             return 0
         logger = _logger()
-        if fmt is not None and args is not None and (wanted or logger.isEnabledFor(pylevel)):
+        # Logging is the app's choice: with no handler configured anywhere, libbpf's lines
+        # are not printed (the last-resort handler would put them on stderr beside every
+        # exception, which quotes the ones that matter anyway)
+        shown = logger.isEnabledFor(pylevel) and logger.hasHandlers()
+        if fmt is not None and args is not None and (wanted or shown):
             text = _format(fmt, args).rstrip("\n")
             if wanted and lines is not None:
                 lines.append(text)
-            logger.log(pylevel, "%s", text)
+            if shown:
+                logger.log(pylevel, "%s", text)
     except Exception:  # pragma: no cover - defensive
         _logger().exception("formatting a libbpf message failed")
     return 0

@@ -16,6 +16,7 @@ import sys
 from . import libbpf
 from .codec import Codec
 from .errors import (
+    KernelRefusedError,
     LoadError,
     MissingCapabilityError,
     ObjectFileError,
@@ -43,6 +44,7 @@ T = TypeVar("T", bound="ObjectsBase")
 
 LOG_SIZE = 1 << 20  # verifier log buffer; grown to LOG_SIZE_MAX when the kernel says ENOSPC
 LOG_SIZE_MAX = 1 << 24  # the largest log older kernels accept (UINT_MAX >> 8)
+LOCKDOWN = "/sys/kernel/security/lockdown"
 CAP_SYS_ADMIN, CAP_PERFMON, CAP_BPF = 21, 38, 39
 
 _FAILED_PROG = r"prog '([^']+)': (?:BPF program load failed|failed to load)"
@@ -308,9 +310,12 @@ class ObjectSpec(Generic[T]):
             try:
                 return opened.load()
             except LoadError as e:
-                if e.errno != E.ENOSPC or log_size >= LOG_SIZE_MAX:
+                # A log that overflowed is worth a second verification only when the verdict
+                # was lost: kernels >= 6.4 keep the log's end (with the verdict), older ones
+                # its start. A runaway program takes seconds to verify: not twice for nothing.
+                if e.errno != E.ENOSPC or log_size >= LOG_SIZE_MAX or verifier_verdict(e.log):
                     raise
-                log_size = LOG_SIZE_MAX  # the log was truncated: once more with room
+                log_size = LOG_SIZE_MAX
             finally:
                 opened.close()  # no-op once loaded: Objects took ownership
 
@@ -416,17 +421,54 @@ class OpenObject(Generic[T]):
         if program:
             what += f" program {program!r}"
         if err == E.EPERM or (err == E.EACCES and not log.strip()):
+            caps = _capabilities()
+            if caps is not None and _enough(caps):
+                return self._refused(what, err, log, program, caps)
             return MissingCapabilityError(
                 err, f"{what}: permission denied ({_capability_report()}): {libbpf.CAPABILITY_HINT}"
             )
         detail = "; ".join(w for w in warnings if not w.startswith("libbpf: prog '") or program)
         reason = os.strerror(err)
-        if program and err in (E.EACCES, E.EINVAL):
+        verdict = verifier_verdict(log)
+        if verdict:
+            reason = f"rejected by the verifier: {verdict}"
+            if err == E.ENOSPC:
+                reason += (f" (the verifier log overflowed its {len(self._log_buf) >> 20} MiB"
+                           " buffer; its end is in .log)")
+        elif err == E.ENOSPC and log:
+            reason = (f"the verifier log overflowed {len(self._log_buf) >> 20} MiB before the "
+                      "verdict (this kernel keeps the log's start): the program is most likely "
+                      "too large for the verifier (an unbounded loop?)")
+        elif program and err in (E.EACCES, E.EINVAL):
             reason = f"rejected by the verifier ({reason})"
         msg = f"{what} failed: {reason}"
         if detail and not log:
             msg += f" [{detail[-500:]}]"
         return LoadError(msg, errno=err, log=log, program=program)
+
+    def _refused(self, what: str, err: int, log: str, program: str | None,
+                 caps: list[str]) -> KernelRefusedError:
+        ptype = section = ""
+        if program:
+            lib = libbpf.lib()
+            ptr = lib.bpf_object__find_program_by_name(self._ptr(), program.encode())
+            if ptr:
+                section = (lib.bpf_program__section_name(ptr) or b"").decode()
+                to_str = getattr(lib, "libbpf_bpf_prog_type_str", None)
+                if to_str is not None:
+                    ptype = (to_str(lib.bpf_program__type(ptr)) or b"").decode()
+        lockdown = lockdown_state()
+        kind = f"{ptype} programs" if ptype else "this program"
+        if section:
+            kind += f" (SEC(\"{section}\"))"
+        policy = (f"kernel lockdown is {lockdown!r}" if lockdown and lockdown != "none"
+                  else f"lockdown: {lockdown or f'unknown, no {LOCKDOWN}'}")
+        msg = (f"{what} failed: the kernel refused it (EPERM) although this process has "
+               f"{', '.join(caps)}: not a missing capability, this kernel forbids {kind} "
+               f"({policy}; an LSM such as SELinux, AppArmor or a BPF LSM program, or the "
+               "kernel's configuration, can refuse too)")
+        return KernelRefusedError(msg, errno=err, log=log, program=program,
+                                  program_type=ptype, lockdown=lockdown)
 
     def close(self) -> None:
         obj, self._obj = self._obj, None
@@ -573,21 +615,66 @@ def _log_buffer(size: int) -> Any:
     return buf
 
 
-def _capability_report() -> str:
+# The verifier's last words that name a limit, as the kernel prints them (kernel/bpf/verifier.c)
+_VERDICTS = (
+    "BPF program is too large",
+    "The sequence of ",
+    "combined stack size of ",
+    "infinite loop detected",
+    "back-edge from insn",
+    "too many states",
+    "loop detected",
+)
+
+
+def verifier_verdict(log: str) -> str:
+    """The line of a verifier log that names the limit hit, with the count it reports."""
+    import re
+
+    tail = log[-8192:]
+    for line in reversed(tail.splitlines()):
+        line = line.strip()
+        if any(line.startswith(v) for v in _VERDICTS):
+            m = re.match(r"BPF program is too large\. Processed (\d+) insn", line)
+            if m:
+                limit = re.search(r"insns \(limit (\d+)\)", tail)
+                return (f"BPF program is too large: the verifier gave up after {m[1]} "
+                        f"instructions (its limit is {limit[1] if limit else '1000000'}); "
+                        "bound the loop (a constant trip count, or bpf_loop())")
+            return line
+    return ""
+
+
+def lockdown_state() -> str:
+    """The kernel lockdown mode ("none", "integrity", "confidentiality"), or "" if unknown."""
+    try:
+        with open(LOCKDOWN) as f:
+            text = f.read()
+    except OSError:
+        return ""
+    start, end = text.find("["), text.find("]")
+    return text[start + 1:end] if 0 <= start < end else ""
+
+
+def _capabilities() -> list[str] | None:
     try:
         with open("/proc/self/status") as f:
             eff = next(int(line.split()[1], 16) for line in f if line.startswith("CapEff:"))
     except (OSError, StopIteration, ValueError):
+        return None
+    return [n for n, bit in (("CAP_BPF", CAP_BPF), ("CAP_PERFMON", CAP_PERFMON),
+                             ("CAP_SYS_ADMIN", CAP_SYS_ADMIN)) if eff >> bit & 1]
+
+
+def _enough(caps: list[str]) -> bool:
+    """Every capability loading can need: CAP_SYS_ADMIN covers all, on any kernel."""
+    return "CAP_SYS_ADMIN" in caps and "CAP_BPF" in caps and "CAP_PERFMON" in caps
+
+
+def _capability_report() -> str:
+    have = _capabilities()
+    if have is None:
         return "capabilities unknown"
-    have = [
-        n
-        for n, bit in (
-            ("CAP_BPF", CAP_BPF),
-            ("CAP_PERFMON", CAP_PERFMON),
-            ("CAP_SYS_ADMIN", CAP_SYS_ADMIN),
-        )
-        if eff >> bit & 1
-    ]
     return "this process has " + (
         ", ".join(have) if have else "none of CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN"
     )

@@ -64,18 +64,35 @@ def parse_line(line: str) -> TraceRecord:
     )
 
 
+def _denied(path: str) -> PermissionError:
+    return PermissionError(
+        errno.EACCES,
+        "permission denied: tracefs is there, but reading trace_pipe needs root (run as "
+        "root, or give this user access to the tracefs directory)",
+        path,
+    )
+
+
 def tracing_dir() -> str:
-    """The tracefs directory, mounting tracefs at /sys/kernel/tracing when it is missing."""
-    if os.path.exists(os.path.join(TRACEFS, "trace_pipe")):
-        return TRACEFS
-    if os.path.isdir(TRACEFS):
+    """The tracefs directory, mounting tracefs at /sys/kernel/tracing when it is missing.
+
+    Raises PermissionError when tracefs is there but this user may not read it (the
+    directory is 0700 root by default), FileNotFoundError when there is no tracefs.
+    """
+    for d in (TRACEFS, DEBUGFS_TRACING):
+        try:
+            os.stat(os.path.join(d, "trace_pipe"))
+            return d
+        except PermissionError:
+            raise _denied(os.path.join(d, "trace_pipe")) from None
+        except OSError:
+            if d != TRACEFS or not os.path.isdir(TRACEFS):
+                continue
         proc = subprocess.run(
             ["mount", "-t", "tracefs", "nodev", TRACEFS], capture_output=True, text=True
         )
         if proc.returncode == 0 and os.path.exists(os.path.join(TRACEFS, "trace_pipe")):
             return TRACEFS
-    if os.path.exists(os.path.join(DEBUGFS_TRACING, "trace_pipe")):
-        return DEBUGFS_TRACING
     raise FileNotFoundError(
         errno.ENOENT,
         f"no trace_pipe: tracefs is not mounted at {TRACEFS} and mounting it failed "
@@ -89,7 +106,10 @@ def trace_pipe(timeout: float | None = None) -> Iterator[TraceRecord]:
     Reading trace_pipe consumes what it returns, for every reader on the system.
     """
     path = os.path.join(tracing_dir(), "trace_pipe")
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except PermissionError:
+        raise _denied(path) from None
     try:
         pending = b""
         poller = select.poll()

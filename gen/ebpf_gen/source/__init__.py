@@ -14,29 +14,76 @@ The steps, one module each: ``_clang`` parses (the only place clang.cindex's ``A
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
 from ..btf.types import Kind, Spec
-from ..errors import SourceError
+from ..errors import ConfigError, SourceError
 from ..model import EVENT_MAP_TYPES, Diagnostic, MapDef, ObjectModel
 from . import messages
 from ._clang import Loc, Node, parse, system_clang
 from .infer import Inference, Record, Send
 from .layout import Builder
 
-__all__ = ["analyze", "parse", "synthesize"]
+__all__ = ["analyze", "declare_event_types", "parse", "synthesize"]
+
+
+def declare_event_types(model: ObjectModel, map_types: Mapping[str, str],
+                        where: str) -> ObjectModel:
+    """The event maps the user typed (``--map-type events='struct event'``) whose type is in
+    BTF, typed so; the others are left for ``analyze`` (or, without a source, an error)."""
+    if not map_types:
+        return model
+    by_name = {m.name: m for m in model.maps}
+    maps = list(model.maps)
+    for name, ctype in map_types.items():
+        m = by_name.get(name)
+        if m is None:
+            known = ", ".join(sorted(by_name)) or "none"
+            raise ConfigError(f"--map-type {name}={ctype}: no map named '{name}' "
+                              f"(maps: {known})", where=where)
+        if m.map_type_name not in EVENT_MAP_TYPES:
+            raise ConfigError(f"--map-type {name}={ctype}: map '{name}' is a {m.map_type_name}, "
+                              "whose key and value types come from BTF; --map-type types the "
+                              "events of a perf event array or ring buffer", where=where)
+        found = model.btf.named(_bare(ctype), *_BTF_KINDS[_prefix(ctype)])
+        if found:
+            maps[maps.index(m)] = replace(m, event_type=found[0].id)
+    return replace(model, maps=tuple(maps))
+
+
+def _undeclared(model: ObjectModel, map_types: Mapping[str, str]) -> dict[str, str]:
+    """Declared map types BTF lacked: to be found in the source."""
+    typed = {m.name for m in model.maps if m.event_type is not None}
+    return {n: t for n, t in map_types.items() if n not in typed}
 
 
 def analyze(source: Path, cflags: Sequence[str], model: ObjectModel,
-            types: Sequence[str], *, cc: str = "clang") -> ObjectModel:
-    """Type the model's event maps from ``source`` and add the structs BTF lacks."""
-    if not _needs_source(model, types):
+            types: Sequence[str], *, cc: str = "clang",
+            map_types: Mapping[str, str] | None = None) -> ObjectModel:
+    """Type the model's event maps from ``source`` and add the structs BTF lacks.
+
+    ``map_types`` (map name -> C type) declares a map's event type instead of inferring it.
+    """
+    model = declare_event_types(model, map_types or {}, str(source))
+    missing = _undeclared(model, map_types or {})
+    if not missing and not _needs_source(model, types):
         return model  # the parse costs as much as a compile (vmlinux.h): skip it when idle
     unit = parse(source, cflags, byteorder=model.btf.byteorder, cc=cc)
     inf = Inference(unit)
     builder = _builder(model.btf, cc)
+    declared: dict[str, int] = {}
+    for name, ctype in missing.items():
+        decl = _find_decl(inf, ctype)
+        if decl is None or decl.kind == "ENUM_DECL":
+            raise ConfigError(f"--map-type {name}={ctype}: no struct, union or typedef "
+                              f"'{_bare(ctype)}' in the object's BTF or defined in the source",
+                              where=str(source))
+        if decl.kind == "TYPEDEF_DECL":
+            declared[name] = builder.type_id(decl.type, str(decl.loc))
+        else:
+            declared[name] = builder.record(decl, force=False)
     diags: list[Diagnostic] = []
     wanted = {_bare(t) for t in types}
     # records laid out from source, and the (helper, map) pairs that send each: the warning
@@ -44,6 +91,9 @@ def analyze(source: Path, cflags: Sequence[str], model: ObjectModel,
 
     maps: list[MapDef] = []
     for m in model.maps:
+        if m.name in declared:
+            maps.append(replace(m, event_type=declared[m.name]))
+            continue
         if m.map_type_name not in EVENT_MAP_TYPES or m.event_type is not None:
             maps.append(m)
             continue

@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..compile import BPF_CFLAGS, INCLUDE_FLAGS
+from ..compile import BPF_CFLAGS, INCLUDE_FLAGS, multiarch_include_flags
 from ..errors import SourceError
 
-# The compile's own flags (same macros, same headers), plus Debian's multiarch include
-# dir so a parse with no user cflags still finds asm/types.h.
-BASE_FLAGS = (*BPF_CFLAGS, *INCLUDE_FLAGS, "-I/usr/include/x86_64-linux-gnu")
+# The compile's own flags (same macros, same headers); the compile's multiarch include dir
+# is added in parse(), after the user's flags as in the compile.
+BASE_FLAGS = (*BPF_CFLAGS, *INCLUDE_FLAGS)
 # Compile-only flags that make no sense (or take an argument) for a parse.
 _DROP_FLAGS = frozenset({"-c", "-S", "-emit-llvm", "-MD", "-MMD", "-MP"})
 _DROP_WITH_ARG = frozenset({"-o", "-MF", "-MT", "-MQ"})
@@ -262,7 +262,7 @@ def parse(
     # the compile runs in the source's directory, so relative paths in cflags (-I include)
     # start there; the parse must find the same headers
     args = ["-target", target, "-working-directory", str(real.parent), *BASE_FLAGS,
-            *_parse_flags(cflags)]
+            *_parse_flags(cflags), *multiarch_include_flags(cc)]
     builtin = system_clang(cc).include
     if builtin:
         # libclang from the wheel looks for stddef.h & co next to itself, where the wheel

@@ -5,6 +5,12 @@ Every call of an output helper (``bpf_perf_event_output(ctx, &map, flags, &data,
 pointer is a ``Send`` of a record to a map. A map handed to a helper function is followed
 back through the callers' arguments (``maps_of``), so a send inside ``submit(void *ring)``
 counts for every map passed as ``ring``.
+
+A reservation returned from a helper as ``void *`` (libbpf-tools' ``compat.bpf.h``:
+``void *reserve_buf(__u64 size) { return bpf_ringbuf_reserve(&events, size, 0); }``) is
+followed forward instead: to each call of the helper and the typed pointer its result is
+assigned to (``struct event *e = reserve_buf(sizeof(*e));``), through helpers that return
+another helper's result, so each such call site is a ``Send`` of that record.
 """
 
 from __future__ import annotations
@@ -48,6 +54,16 @@ class Record:
     @property
     def short(self) -> str:
         return self.display.split(" ", 1)[-1]
+
+
+@dataclass(frozen=True)
+class _Site:
+    """Where a user function's result lands: the target's type and the casts on the way."""
+
+    target: CType
+    casts: tuple[CType, ...]
+    loc: Loc
+    returned_by: str  # USR of the function returning the call's result as its own, or ""
 
 
 @dataclass(frozen=True)
@@ -121,6 +137,10 @@ class Inference:
         # (callee USR, parameter index) -> map refs passed there
         self.bindings: dict[tuple[str, int], list[MapRef]] = {}
         self.map_decls: dict[str, Loc] = {}
+        # function USR -> its name / the reservations it returns untyped / its call sites
+        self._names: dict[str, str] = {}
+        self._returned: dict[str, list[tuple[MapRef, Loc]]] = {}
+        self._sites: dict[str, list[_Site]] = {}
         # type declarations, looked up by name only for --type (vmlinux.h has ~15k of them)
         self.decls: list[Node] = []
         for top in unit.root.children():
@@ -132,11 +152,13 @@ class Inference:
                     self._function(top)
             elif kind == "VAR_DECL" and not top.in_system_header:
                 self.map_decls.setdefault(top.spelling, top.loc)
+        self._follow_returns()
         # the walk pops siblings in reverse; messages should follow the source
         self.sends.sort(key=lambda s: (s.loc.file, s.loc.line, s.loc.column))
 
     def _function(self, fn: Node) -> None:
         usr = fn.usr
+        self._names[usr] = fn.spelling
         params = {p: i for i, p in enumerate(fn.arguments())}
         handled: set[Node] = set()
         stack = fn.children()
@@ -146,23 +168,30 @@ class Inference:
             if kind == "VAR_DECL":
                 kids = node.children()
                 if kids:
-                    self._reserve_into(node.type, kids[-1], usr, params, handled)
+                    self._reserve_into(node.type, kids[-1], usr, params, handled, "")
             elif kind == "BINARY_OPERATOR":
                 kids = node.children()
                 if len(kids) == 2 and kids[0].type.canonical().kind == "POINTER":
-                    self._reserve_into(kids[0].type, kids[1], usr, params, handled)
+                    self._reserve_into(kids[0].type, kids[1], usr, params, handled, "")
             elif kind == "RETURN_STMT":
                 kids = node.children()
                 if kids:
-                    self._reserve_into(fn.result_type, kids[0], usr, params, handled)
+                    self._reserve_into(fn.result_type, kids[0], usr, params, handled, usr)
             elif kind == "CALL_EXPR":
                 self._call(node, usr, params, handled)
             stack.extend(node.children())
 
     def _reserve_into(self, target: CType, expr: Node, usr: str, params: dict[Node, int],
-                      handled: set[Node]) -> None:
+                      handled: set[Node], returned_by: str) -> None:
+        """``expr`` lands in ``target``; ``returned_by``: the function returning it, or ""."""
         call, casts = _strip(expr)
-        if call.kind != "CALL_EXPR" or call.spelling != _RESERVE:
+        if call.kind != "CALL_EXPR":
+            return
+        if call.spelling != _RESERVE:
+            callee = call.referenced()
+            if callee is not None and callee.kind == "FUNCTION_DECL":
+                self._sites.setdefault(callee.usr, []).append(
+                    _Site(target, tuple(casts), call.loc, returned_by))
             return
         args = call.arguments()
         ref = self._map_ref(args[0], usr, params) if args else None
@@ -171,7 +200,29 @@ class Inference:
             return
         # an explicit cast on the call wins over the variable it lands in (innermost first)
         rec, what = _pointee_record([*reversed(casts), target])
+        if rec is None and returned_by:
+            self._returned.setdefault(returned_by, []).append((ref, call.loc))
         self.sends.append(Send(ref, rec, what, _RESERVE, call.loc))
+
+    def _follow_returns(self) -> None:
+        """A reservation a helper returns as ``void *`` is sent whatever its callers type it."""
+        for fn, reserved in self._returned.items():
+            helper = self._names.get(fn, _RESERVE)
+            for site, rec, what in self._typed_sites(fn, 0):
+                for ref, _ in reserved:
+                    self.sends.append(Send(ref, rec, what, helper, site.loc))
+
+    def _typed_sites(self, fn: str, depth: int) -> list[tuple[_Site, Record, str]]:
+        out: list[tuple[_Site, Record, str]] = []
+        if depth > 16:  # a helper chain this deep is a recursion: stop
+            return out
+        for site in self._sites.get(fn, []):
+            rec, what = _pointee_record([*reversed(site.casts), site.target])
+            if rec is not None:
+                out.append((site, rec, what))
+            elif site.returned_by:
+                out.extend(self._typed_sites(site.returned_by, depth + 1))
+        return out
 
     def _call(self, call: Node, usr: str, params: dict[Node, int], handled: set[Node]) -> None:
         name = call.spelling
