@@ -8,10 +8,12 @@ GIL during the call) so a lookup costs one ctypes call plus the conversion.
 
 from __future__ import annotations
 
+import array
 import ctypes
 import errno as E
 import os
 from collections.abc import ItemsView, KeysView, MutableMapping, Sequence, ValuesView
+from collections.abc import Mapping as _Mapping
 
 from . import libbpf
 from .codec import Codec
@@ -42,6 +44,7 @@ BPF_NOEXIST = 1
 BPF_EXIST = 2
 # Update flags as ready-made C u64 arguments (the hot path calls without argtypes).
 _FLAGS = (ctypes.c_uint64(BPF_ANY), ctypes.c_uint64(BPF_NOEXIST), ctypes.c_uint64(BPF_EXIST))
+_ANY = _FLAGS[0]
 
 _ARRAY_KINDS = frozenset(
     {
@@ -62,6 +65,55 @@ _PERCPU_KINDS = frozenset(
 )
 
 
+# Errors meaning "this kernel or map kind has no batch operation": EINVAL (a kernel before
+# 5.6 does not know the command), ENOTSUPP (524, the map type has no batch op), EOPNOTSUPP.
+_NO_BATCH = frozenset({E.EINVAL, 524, E.EOPNOTSUPP})
+# memoryview/array formats for the integer ctypes codes (native sizes, like ctypes).
+_ARRAY_CODES = frozenset("bBhHiIlLqQ")
+
+
+def _address(buf: Any) -> int:
+    if isinstance(buf, array.array):
+        addr: int = buf.buffer_info()[0]
+        return addr
+    return ctypes.addressof(buf)
+
+
+def _int_code_of(codec: Codec) -> str | None:
+    code = getattr(codec.ctype, "_type_", None)
+    if codec.kind == "int" and isinstance(code, str) and code in _ARRAY_CODES:
+        return code
+    return None
+
+
+def _decode_many(codec: Codec, raw: Any, n: int, stride: int) -> list[Any]:
+    """``n`` values of ``codec`` laid out ``stride`` bytes apart in ``raw``."""
+    code = _int_code_of(codec)
+    if code is not None and stride == codec.size:
+        view: Any = memoryview(raw).cast("B")[: n * stride]
+        values: list[Any] = view.cast(code).tolist()
+        return values
+    from_buffer, decode = codec.ctype.from_buffer, codec.decode
+    return [decode(from_buffer(raw, i * stride)) for i in range(n)]
+
+
+def _encode_many(codec: Codec, values: list[Any], stride: int) -> Any:
+    """``values`` encoded ``stride`` bytes apart into one new buffer, each checked."""
+    code = _int_code_of(codec)
+    if code is not None and stride == codec.size and all(type(v) is int for v in values):
+        try:
+            return array.array(code, values)
+        except OverflowError:
+            bad = next(v for v in values if not codec.lo <= v <= codec.hi)
+            raise ValueError(f"{codec.what}: {bad} out of range for {codec.expected} "
+                             f"[{codec.lo}, {codec.hi}]") from None
+    buf = (ctypes.c_uint8 * (len(values) * stride))()
+    from_buffer, encode = codec.ctype.from_buffer, codec.encode
+    for i, v in enumerate(values):
+        encode(v, from_buffer(buf, i * stride))
+    return buf
+
+
 class IterationAbortedError(RuntimeBPFError):
     """Entries kept vanishing faster than iteration could make progress."""
 
@@ -72,6 +124,9 @@ class Map(_MapBase):
     # Array-like maps are indexed by a u32 whatever BTF says: a map declared with only
     # __uint(key_size, 4) still takes int keys.
     _index_keys = False
+    # Handles whose values are plain codec values (or per-CPU lists of them) read many
+    # entries per bpf() call; fd-valued and event maps do not.
+    _batchable = False
 
     def __init__(self, spec: MapSpec, fd: int, owner: object) -> None:
         self.spec = spec
@@ -113,6 +168,9 @@ class Map(_MapBase):
         self._int_value = value_codec.kind == "int" and self._plain_values()
         self._vlo = value_codec.lo if self._int_value else 0
         self._vhi = value_codec.hi if self._int_value else -1
+        # "batch" while the kernel takes BPF_MAP_LOOKUP_BATCH for this map, else
+        # "per-key"; set it to "per-key" to force get_next_key iteration.
+        self.iteration = "batch" if self._batchable and self._key is not None else "per-key"
 
     def _plain_values(self) -> bool:
         """Values are one codec value (False for per-CPU lists and program arrays)."""
@@ -218,12 +276,28 @@ class Map(_MapBase):
             raise self._fail(ret, f"update (map full, max_entries={self.max_entries})")
         raise self._fail(ret, "update")
 
-    if TYPE_CHECKING:
-
-        def __setitem__(self, key: Any, value: Any) -> None: ...
-
-    else:
-        __setitem__ = update  # m[k] = v without another call layer
+    def __setitem__(self, key: Any, value: Any) -> None:
+        # update() with BPF_ANY, its flag handling left out: the hot path of m[k] = v.
+        pool = self._pool
+        try:
+            bufs = pool.pop()
+        except IndexError:
+            bufs = self._new_buffers()
+        try:
+            kbuf, vbuf, kref, vref = bufs
+            if self._int_key and type(key) is int and self._klo <= key <= self._khi:
+                kbuf.value = key
+            else:
+                self._encode_key(key, kbuf)
+            if self._int_value and type(value) is int and self._vlo <= value <= self._vhi:
+                vbuf.value = value
+            else:
+                self._encode_value(value, vbuf)
+            ret = self._raw_update(self.fd, kref, vref, _ANY)
+        finally:
+            pool.append(bufs)
+        if ret != 0:
+            self.update(key, value)  # the same call again, for update()'s error reporting
 
     def __delitem__(self, key: Any) -> None:
         kbuf = self._key.buffer() if self._key else ctypes.c_uint8()
@@ -304,6 +378,21 @@ class Map(_MapBase):
             yield self._key.decode(kbuf) if self._key else None
 
     def _iter_items(self) -> Iterator[tuple[Any, Any]]:
+        if self.iteration == "batch":
+            lists = self._batch_lists()
+            if lists is not None:
+                keys, values = lists  # zip: no generator frame per entry (the fast path)
+                return zip(keys, values, strict=True)
+        return self._iter_items_per_key()
+
+    def _iter_values(self) -> Iterator[Any]:
+        if self.iteration == "batch":
+            lists = self._batch_lists()
+            if lists is not None:
+                return iter(lists[1])
+        return (v for _, v in self._iter_items_per_key())
+
+    def _iter_items_per_key(self) -> Iterator[tuple[Any, Any]]:
         if self._key is None:
             return
         vbuf = self._new_value_buffer()
@@ -318,6 +407,170 @@ class Map(_MapBase):
 
     def __len__(self) -> int:
         return sum(1 for _ in self._iter_raw())
+
+    # -- batch operations ----------------------------------------------------------------
+
+    def _value_stride(self) -> int:
+        """Bytes of one value in a batch buffer (per-CPU maps: every CPU's, 8-aligned)."""
+        return self.value_size
+
+    def _decode_values(self, raw: Any, n: int) -> list[Any]:
+        return _decode_many(self._value, raw, n, self.value_size)
+
+    def _encode_values(self, values: list[Any]) -> Any:
+        return _encode_many(self._value, values, self.value_size)
+
+    def _batch_lists(self, delete: bool = False) -> tuple[list[Any], list[Any]] | None:
+        """Keys and values of every entry through BPF_MAP_LOOKUP(_AND_DELETE)_BATCH; None
+        (and iteration set to "per-key") when the kernel has no batch operation for it."""
+        if self._key is None:
+            return [], []
+        keys: list[Any] = []
+        values: list[Any] = []
+        for kraw, vraw, n in self._batch_chunks(delete):
+            if keys:
+                keys += _decode_many(self._key, kraw, n, self.key_size)
+                values += self._decode_values(vraw, n)
+            else:  # the usual single chunk: no copy
+                keys = _decode_many(self._key, kraw, n, self.key_size)
+                values = self._decode_values(vraw, n)
+        if self.iteration != "batch":
+            return None
+        return keys, values
+
+    def _batch_chunks(self, delete: bool) -> Iterator[tuple[Any, Any, int]]:
+        lib = libbpf.lib()
+        fn = lib.bpf_map_lookup_and_delete_batch if delete else lib.bpf_map_lookup_batch
+        ksize, vstride = self.key_size, self._value_stride()
+        # Big chunks: one syscall per chunk is the point; bounded to ~4 MiB per call.
+        chunk = max(1, min(self.max_entries or 1, (4 << 20) // (ksize + vstride)))
+        kbuf = (ctypes.c_uint8 * (chunk * ksize))()
+        vbuf = (ctypes.c_uint8 * (chunk * vstride))()
+        # The batch token: a bucket or index for hash and array maps, at most a key's size.
+        tokens = [(ctypes.c_uint8 * max(ksize, 8))() for _ in range(2)]
+        count = ctypes.c_uint32()
+        opts = libbpf.BpfMapBatchOpts(sz=ctypes.sizeof(libbpf.BpfMapBatchOpts))
+        first = True
+        while True:
+            count.value = chunk
+            ret = fn(self.fd, None if first else ctypes.addressof(tokens[0]),
+                     ctypes.addressof(tokens[1]), ctypes.addressof(kbuf),
+                     ctypes.addressof(vbuf), ctypes.addressof(count), ctypes.addressof(opts))
+            n = count.value
+            if ret < 0 and ret != -E.ENOENT:
+                if ret == -E.ENOSPC and n == 0:  # one hash bucket holds more than a chunk
+                    chunk *= 2
+                    kbuf = (ctypes.c_uint8 * (chunk * ksize))()
+                    vbuf = (ctypes.c_uint8 * (chunk * vstride))()
+                    continue
+                if first and -ret in _NO_BATCH:
+                    self.iteration = "per-key"
+                    return
+                raise self._fail(ret, "lookup_and_delete_batch" if delete else "lookup_batch")
+            if n:
+                yield kbuf, vbuf, n
+            if ret == -E.ENOENT:
+                return
+            first = False
+            tokens.reverse()
+
+    def lookup_batch(self) -> dict[Any, Any]:
+        """Every entry as a dict, read with BPF_MAP_LOOKUP_BATCH (many entries per call);
+        per key where the kernel has no batch operation for the map."""
+        return dict(self._iter_items())
+
+    def lookup_and_delete_batch(self) -> dict[Any, Any]:
+        """Every entry as a dict, removed from the map as it is read (hash maps only)."""
+        if self.kind in _ARRAY_KINDS:
+            raise TypeError(f"map {self.name!r}: {self.kind.name} entries cannot be deleted")
+        if self.iteration == "batch":
+            lists = self._batch_lists(delete=True)
+            if lists is not None:
+                return dict(zip(*lists, strict=True))
+        out: dict[Any, Any] = {}
+        for k, v in list(self._iter_items()):
+            try:
+                del self[k]
+            except KeyError:  # deleted by someone else meanwhile: not ours to report
+                continue
+            out[k] = v
+        return out
+
+    def update_batch(self, items: Any, flags: int = BPF_ANY) -> None:
+        """Create or replace many entries in one call: a mapping or an iterable of
+        ``(key, value)`` pairs; flags as for update(). Nothing is written when an entry
+        does not convert (TypeError / ValueError names it)."""
+        if flags not in (BPF_ANY, BPF_NOEXIST, BPF_EXIST):
+            raise ValueError(f"map {self.name!r}: update_batch flags must be BPF_ANY, "
+                             f"BPF_NOEXIST or BPF_EXIST, got {flags!r}")
+        if isinstance(items, _Mapping):
+            keys, values = list(items), list(items.values())
+        else:
+            pairs = list(items)
+            for pair in pairs:
+                if not isinstance(pair, tuple) or len(pair) != 2:
+                    raise TypeError(f"map {self.name!r}: update_batch takes a mapping or "
+                                    f"(key, value) pairs, got {type(pair).__name__}")
+            keys, values = [k for k, _ in pairs], [v for _, v in pairs]
+        if not keys:
+            return
+        kraw = self._encode_keys(keys)
+        vraw = self._encode_values(values)
+        # The kernel's batch takes no BPF_NOEXIST/BPF_EXIST (only BPF_F_LOCK): those go
+        # key by key, after every entry converted.
+        if self.iteration == "batch" and flags == BPF_ANY:
+            count = ctypes.c_uint32(len(keys))
+            opts = libbpf.BpfMapBatchOpts(sz=ctypes.sizeof(libbpf.BpfMapBatchOpts))
+            ret = libbpf.lib().bpf_map_update_batch(
+                self.fd, _address(kraw), _address(vraw), ctypes.addressof(count),
+                ctypes.addressof(opts))
+            if ret == 0:
+                return
+            if count.value == 0 and -ret in _NO_BATCH:
+                self.iteration = "per-key"
+            else:
+                self._batch_error(ret, "update_batch", keys, count.value, flags)
+        for k, v in zip(keys, values, strict=True):
+            self.update(k, v, flags)
+
+    def delete_batch(self, keys: Any) -> None:
+        """Delete many keys in one call; a missing key raises KeyError (those before it
+        are deleted, as with the kernel's batch)."""
+        if self.kind in _ARRAY_KINDS:
+            raise TypeError(f"map {self.name!r}: {self.kind.name} entries cannot be deleted")
+        keys = list(keys)
+        if not keys:
+            return
+        kraw = self._encode_keys(keys)
+        if self.iteration == "batch":
+            count = ctypes.c_uint32(len(keys))
+            opts = libbpf.BpfMapBatchOpts(sz=ctypes.sizeof(libbpf.BpfMapBatchOpts))
+            ret = libbpf.lib().bpf_map_delete_batch(
+                self.fd, _address(kraw), ctypes.addressof(count), ctypes.addressof(opts))
+            if ret == 0:
+                return
+            if count.value == 0 and -ret in _NO_BATCH:
+                self.iteration = "per-key"
+            else:
+                self._batch_error(ret, "delete_batch", keys, count.value, BPF_ANY)
+        for k in keys:
+            del self[k]
+
+    def _encode_keys(self, keys: list[Any]) -> Any:
+        if self._key is None:
+            raise TypeError(f"map {self.name!r} ({self.kind.name}) has no keys")
+        return _encode_many(self._key, keys, self.key_size)
+
+    def _batch_error(self, ret: int, op: str, keys: list[Any], done: int, flags: int) -> None:
+        key = keys[done] if done < len(keys) else None
+        if ret == -E.ENOENT:
+            raise KeyError(key)
+        if ret == -E.EEXIST and flags == BPF_NOEXIST:
+            raise KeyError(f"map {self.name!r}: key {key!r} already exists (BPF_NOEXIST)")
+        if ret == -E.E2BIG and self.kind in _ARRAY_KINDS:
+            raise KeyError(f"map {self.name!r}: index {key!r} out of range "
+                           f"(max_entries={self.max_entries})")
+        raise self._fail(ret, f"{op} (after {done} of {len(keys)} entries)")
 
     def keys(self) -> KeysView[Any]:
         return KeysView(self)
@@ -357,11 +610,17 @@ class _ValuesView(_ValuesBase):
     _mapping: Map
 
     def __iter__(self) -> Iterator[Any]:
-        return (v for _, v in self._mapping._iter_items())
+        return self._mapping._iter_values()
 
 
 class HashMap(Map, Generic[K, V]):
-    """HASH and LRU_HASH: ``m[key] -> value``; missing keys raise KeyError."""
+    """HASH and LRU_HASH: ``m[key] -> value``; missing keys raise KeyError.
+
+    ``items()``, ``values()``, ``keys()`` and ``lookup_batch()`` read many entries per
+    bpf() call where the kernel allows (``iteration == "batch"``), else key by key.
+    """
+
+    _batchable = True
 
     if TYPE_CHECKING:  # typed views of Map's methods, without a call layer at run time
 
@@ -369,7 +628,24 @@ class HashMap(Map, Generic[K, V]):
 
         def __setitem__(self, key: K, value: V) -> None: ...
 
-        def __iter__(self) -> Iterator[K]: ...
+        def lookup_batch(self) -> dict[K, V]: ...
+
+        def lookup_and_delete_batch(self) -> dict[K, V]: ...
+
+    def __iter__(self) -> Iterator[K]:
+        if self.iteration == "batch":
+            lists = self._batch_lists()
+            if lists is not None:
+                return iter(lists[0])
+        return Map.__iter__(self)
+
+    def __len__(self) -> int:
+        # No bpf() command counts a hash map's entries: read them, in batches if possible.
+        if self.iteration == "batch":
+            lists = self._batch_lists()
+            if lists is not None:
+                return len(lists[0])
+        return Map.__len__(self)
 
     def keys(self) -> KeysView[K]:
         return KeysView(self)
@@ -408,8 +684,32 @@ class PerCPUHashMap(Map, Generic[K, V]):
     Assign a list with one value per possible CPU, or a single value for all CPUs.
     """
 
+    _batchable = True
+
     def _plain_values(self) -> bool:
         return False
+
+    def _value_stride(self) -> int:
+        return self._stride * self.ncpus
+
+    def _decode_values(self, raw: Any, n: int) -> list[Any]:
+        flat = _decode_many(self._value, raw, n * self.ncpus, self._stride)
+        c = self.ncpus
+        return [flat[i * c : (i + 1) * c] for i in range(n)]
+
+    def _encode_values(self, values: list[Any]) -> Any:
+        c = self.ncpus
+        flat: list[Any] = []
+        for value in values:
+            if isinstance(value, Sequence) and not isinstance(value, (bytes, bytearray)):
+                if len(value) != c:
+                    raise ValueError(
+                        f"map {self.name!r}: {len(value)} values given, {c} possible CPUs"
+                    )
+                flat.extend(value)
+            else:
+                flat.extend([value] * c)
+        return _encode_many(self._value, flat, self._stride)
 
     def _value_codec(self, value: CType | None, size: int) -> Codec:
         self.ncpus = libbpf.num_possible_cpus()
@@ -450,6 +750,10 @@ class PerCPUHashMap(Map, Generic[K, V]):
         def __setitem__(self, key: K, value: V | Sequence[V]) -> None: ...
 
         def __iter__(self) -> Iterator[K]: ...
+
+        def lookup_batch(self) -> dict[K, list[V]]: ...
+
+        def lookup_and_delete_batch(self) -> dict[K, list[V]]: ...
 
     def keys(self) -> KeysView[K]:
         return KeysView(self)
