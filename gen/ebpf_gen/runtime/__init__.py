@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from .events import PerfEventArray, RingBuf
+    from .pinning import NotOnBpffsError, is_bpffs, open_pinned_link
     from .trace import TraceRecord, trace_pipe
 
 # Imported on first use: events pulls in asyncio, which would triple the import time of
@@ -58,6 +59,9 @@ _LAZY = {
     "PerfEventArray": "events",
     "RingBuf": "events",
     "TraceRecord": "trace",
+    "NotOnBpffsError": "pinning",
+    "open_pinned_link": "pinning",
+    "is_bpffs": "pinning",
     "trace_pipe": "trace",
 }
 
@@ -96,6 +100,7 @@ __all__ = [
     "MapSpec",
     "MapsBase",
     "MissingCapabilityError",
+    "NotOnBpffsError",
     "ObjectFile",
     "ObjectFileError",
     "ObjectSpec",
@@ -115,8 +120,10 @@ __all__ = [
     "VariableSpec",
     "VariablesBase",
     "check_layout",
+    "is_bpffs",
     "map_class",
     "map_spec",
+    "open_pinned_link",
     "program_spec",
     "register_map_class",
     "trace_pipe",

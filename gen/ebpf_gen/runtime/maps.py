@@ -171,6 +171,7 @@ class Map(_MapBase):
         # "batch" while the kernel takes BPF_MAP_LOOKUP_BATCH for this map, else
         # "per-key"; set it to "per-key" to force get_next_key iteration.
         self.iteration = "batch" if self._batchable and self._key is not None else "per-key"
+        self.pin_path: str | None = None  # where the map is pinned, if it is
 
     def _plain_values(self) -> bool:
         """Values are one codec value (False for per-CPU lists and program arrays)."""
@@ -190,6 +191,21 @@ class Map(_MapBase):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} {self.kind.name} fd={self.fd}>"
+
+    def pin(self, path: str | os.PathLike[str]) -> None:
+        """Pin the map at ``path`` on a bpffs: it outlives this process until unpinned,
+        and ``OBJECT.open_pinned(name, path)`` opens it again."""
+        from .pinning import pin_fd
+
+        self.pin_path = pin_fd(self.fd, path, f"map {self.name!r}")
+
+    def unpin(self) -> None:
+        """Remove the map's pin (the map lives on while fds or programs hold it)."""
+        if self.pin_path is None:
+            raise RuntimeBPFError(f"map {self.name!r} is not pinned")
+        if os.path.lexists(self.pin_path):  # else unpinned by someone else: as asked
+            os.unlink(self.pin_path)
+        self.pin_path = None
 
     # -- value representation (PerCPU handles override) --------------------------------
 
