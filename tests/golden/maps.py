@@ -14,7 +14,7 @@ from ebpf_gen.runtime import (
     ArrayMap,
     CStruct,
     HashMap,
-    Map,
+    LpmTrieMap,
     MapsBase,
     ObjectFile,
     ObjectsBase,
@@ -85,7 +85,7 @@ class Maps(MapsBase):
     jumps: ProgArray = map_spec("jumps")
     perf: PerfEventArray[bytes] = map_spec("perf")
     ring: RingBuf[bytes] = map_spec("ring")
-    routes: Map = map_spec("routes", key=LpmKey, value=ctypes.c_uint32)
+    routes: LpmTrieMap[LpmKey, int] = map_spec("routes", key=LpmKey, value=ctypes.c_uint32)
 
 
 class Programs(ProgramsBase):

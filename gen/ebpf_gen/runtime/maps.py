@@ -12,6 +12,7 @@ import array
 import ctypes
 import errno as E
 import os
+import sys
 from collections.abc import ItemsView, KeysView, MutableMapping, Sequence, ValuesView
 from collections.abc import Mapping as _Mapping
 
@@ -942,6 +943,299 @@ class MapOfMaps(_FdValues, Generic[K, M]):
 
     def values(self) -> ValuesView[M]:
         return _ValuesView(self)
+
+
+# -- kinds without plain key -> value semantics ------------------------------------------
+
+BPF_F_STACK_BUILD_ID = 1 << 5
+BPF_STACK_BUILD_ID_VALID, BPF_STACK_BUILD_ID_IP = 1, 2
+
+
+class BuildIdFrame:
+    """One frame of a BPF_F_STACK_BUILD_ID stack: ``build_id`` (bytes) and ``offset``
+    into that file when ``status`` is valid, else the raw ``ip``."""
+
+    __slots__ = ("build_id", "ip", "offset", "status")
+
+    def __init__(self, status: int, build_id: bytes, value: int) -> None:
+        self.status = status
+        self.build_id = build_id if status == BPF_STACK_BUILD_ID_VALID else b""
+        self.offset = value if status == BPF_STACK_BUILD_ID_VALID else None
+        self.ip = value if status == BPF_STACK_BUILD_ID_IP else None
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, BuildIdFrame) and (self.status, self.build_id, self.offset,
+                                                    self.ip) == (other.status, other.build_id,
+                                                                 other.offset, other.ip)
+
+    def __hash__(self) -> int:
+        return hash((self.status, self.build_id, self.offset, self.ip))
+
+    def __repr__(self) -> str:
+        if self.offset is not None:
+            return f"BuildIdFrame({self.build_id.hex()}+{self.offset:#x})"
+        return f"BuildIdFrame(ip={self.ip!r})"
+
+
+class StackTraceMap(Map):
+    """STACK_TRACE: ``stacks[stack_id]`` -> tuple of int addresses, innermost first, the
+    zero padding trimmed (tuples of BuildIdFrame with BPF_F_STACK_BUILD_ID). The id is
+    what bpf_get_stackid() returned; a negative id is the helper's error, not a stack.
+    ``ebpf_gen.runtime.symbols`` turns addresses into names."""
+
+    _index_keys = True  # key: the u32 stack id, whatever BTF gives
+
+    def _value_codec(self, value: CType | None, size: int) -> Codec:
+        self.build_id = bool(self.spec.flags & BPF_F_STACK_BUILD_ID)
+        return Codec(None, size, f"map {self.name!r}: value")
+
+    def _plain_values(self) -> bool:
+        return False
+
+    def _decode_value(self, buf: Any) -> tuple[Any, ...]:
+        raw = bytes(buf)
+        if self.build_id:
+            frames = []
+            for off in range(0, len(raw) - 31, 32):
+                status = int.from_bytes(raw[off : off + 4], sys.byteorder, signed=True)
+                if status == 0:  # BPF_STACK_BUILD_ID_EMPTY: the end of the stack
+                    break
+                value = int.from_bytes(raw[off + 24 : off + 32], sys.byteorder)
+                frames.append(BuildIdFrame(status, raw[off + 4 : off + 24], value))
+            return tuple(frames)
+        n = len(raw) // 8
+        addrs = memoryview(raw)[: n * 8].cast("Q").tolist()
+        while addrs and addrs[-1] == 0:
+            addrs.pop()
+        return tuple(addrs)
+
+    def __getitem__(self, stack_id: int) -> tuple[Any, ...]:
+        if isinstance(stack_id, int) and not isinstance(stack_id, bool) and stack_id < 0:
+            raise KeyError(f"map {self.name!r}: stack id {stack_id} is bpf_get_stackid()'s "
+                           f"error {-stack_id} ({E.errorcode.get(-stack_id, '?')}), not a stack")
+        result: tuple[Any, ...] = Map.__getitem__(self, stack_id)
+        return result
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        raise TypeError(f"map {self.name!r}: stack traces are written by bpf_get_stackid()")
+
+    def update(self, key: Any, value: Any, flags: int = BPF_ANY) -> None:  # type: ignore[override]
+        raise TypeError(f"map {self.name!r}: stack traces are written by bpf_get_stackid()")
+
+    if TYPE_CHECKING:
+
+        def __iter__(self) -> Iterator[int]: ...
+
+        def items(self) -> ItemsView[int, tuple[Any, ...]]: ...
+
+
+class _Keyless(Map, Generic[V]):
+    """Maps without keys (queue, stack, bloom filter): the value goes in the value slot
+    and the key pointer is NULL."""
+
+    def _op(self, fn: Any, value: Any, flags: int | None, op: str) -> int:
+        vbuf = self._new_value_buffer()
+        if value is not _NONE:
+            self._encode_value(value, vbuf)
+        if flags is None:
+            ret: int = fn(self.fd, None, ctypes.addressof(vbuf))
+        else:
+            ret = fn(self.fd, None, ctypes.addressof(vbuf), flags)
+        self._last = vbuf
+        if ret < 0 and ret != -E.ENOENT:
+            raise self._fail(ret, op)
+        return ret
+
+    def _no_keys(self, *args: object) -> Any:
+        raise TypeError(f"map {self.name!r} ({self.kind.name}) has no keys: "
+                        f"use {self._methods}")
+
+    _methods = ""
+    __getitem__ = __delitem__ = _no_keys
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._no_keys()
+
+    def update(self, key: Any, value: Any, flags: int = BPF_ANY) -> None:  # type: ignore[override]
+        self._no_keys()
+
+    def __iter__(self) -> Iterator[Any]:
+        return self._no_keys()  # type: ignore[no-any-return]
+
+    def __len__(self) -> int:
+        return self._no_keys()  # type: ignore[no-any-return]
+
+    def __contains__(self, value: object) -> bool:
+        return self._no_keys()  # type: ignore[no-any-return]
+
+
+_NONE = object()
+
+
+class Queue(_Keyless[V]):
+    """QUEUE (FIFO) and, as ``Stack``, STACK (LIFO): push/pop/peek; ``pop()`` and
+    ``peek()`` of an empty one raise IndexError, as list.pop() does."""
+
+    _methods = "push(value), pop(), peek(), drain()"
+
+    def push(self, value: V, overwrite: bool = False) -> None:
+        """Add ``value``; when full raise OverflowError, or with ``overwrite`` drop the
+        oldest element to make room (BPF_EXIST)."""
+        ret = self._op(self._update_fn, value, BPF_EXIST if overwrite else BPF_ANY, "push")
+        if ret == -E.ENOENT:  # pragma: no cover - the kernel says E2BIG when full
+            raise self._fail(ret, "push")
+
+    def _take(self, fn: Any, op: str) -> V:
+        if self._op(fn, _NONE, None, op) == -E.ENOENT:
+            raise IndexError(f"{op} from empty {self.kind.name.lower()} {self.name!r}")
+        result: V = self._decode_value(self._last)
+        return result
+
+    def pop(self) -> V:  # type: ignore[override]
+        return self._take(self._lookup_and_delete, "pop")
+
+    def peek(self) -> V:
+        return self._take(self._lookup_fn, "peek")
+
+    def drain(self) -> Iterator[V]:
+        """Pop until empty."""
+        while True:
+            try:
+                yield self.pop()
+            except IndexError:
+                return
+
+    def _fail(self, ret: int, op: str) -> Exception:
+        if ret == -E.E2BIG:
+            return OverflowError(f"map {self.name!r}: {self.kind.name} is full "
+                                 f"(max_entries={self.max_entries}); push(..., overwrite=True) "
+                                 "drops the oldest")
+        return Map._fail(self, ret, op)
+
+    @property
+    def _lookup_and_delete(self) -> Any:
+        return libbpf.lib().bpf_map_lookup_and_delete_elem
+
+
+class Stack(Queue[V]):
+    """STACK: like Queue, last in first out."""
+
+
+class BloomFilter(_Keyless[V]):
+    """BLOOM_FILTER: ``add(value)``; ``value in bf`` is False only for values never added
+    (and True, rarely, for some that were not: that is a bloom filter)."""
+
+    _methods = "add(value) and `value in filter`"
+
+    def add(self, value: V) -> None:
+        self._op(self._update_fn, value, BPF_ANY, "add")
+
+    def __contains__(self, value: object) -> bool:
+        return self._op(self._lookup_fn, value, None, "lookup") == 0
+
+
+class LpmTrieMap(HashMap[K, V]):
+    """LPM_TRIE: keys are a u32 prefix length followed by the address bytes;
+    ``m.key("10.0.0.0/8")`` or ``m.key(8, b"\\x0a")`` builds one."""
+
+    def key(self, prefix: str | int, data: bytes | int | None = None) -> Any:
+        """A key for a prefix: an "addr/len" string (IPv4 or IPv6), or a prefix length
+        and the data bytes (big-endian, zero-padded on the right)."""
+        size = self.key_size - 4
+        if isinstance(prefix, str):
+            if data is not None:
+                raise TypeError(f"map {self.name!r}: key('addr/len') takes no data")
+            import ipaddress  # only tries that take addresses need it
+
+            try:
+                net = ipaddress.ip_network(prefix, strict=False)
+            except ValueError as e:
+                raise ValueError(f"map {self.name!r}: {e}") from None
+            plen, raw = net.prefixlen, net.network_address.packed
+        else:
+            if not isinstance(prefix, int) or isinstance(prefix, bool):
+                raise TypeError(f"map {self.name!r}: prefix must be int or 'addr/len'")
+            plen = prefix
+            if isinstance(data, int) and not isinstance(data, bool):
+                if data < 0 or data.bit_length() > 8 * size:
+                    raise ValueError(f"map {self.name!r}: data {data} does not fit "
+                                     f"{size} bytes")
+                raw = data.to_bytes(size, "big")
+            elif isinstance(data, (bytes, bytearray)):
+                raw = bytes(data)
+            else:
+                raise TypeError(f"map {self.name!r}: data must be bytes or int")
+        if len(raw) > size:
+            raise ValueError(f"map {self.name!r}: {len(raw)} data bytes do not fit {size}")
+        if not 0 <= plen <= 8 * size:
+            raise ValueError(f"map {self.name!r}: prefix length {plen} out of range "
+                             f"[0, {8 * size}]")
+        blob = plen.to_bytes(4, sys.byteorder) + raw.ljust(size, b"\0")
+        if self._key is not None and self._key.kind == "object":
+            return self._key.ctype.from_buffer_copy(blob)
+        return blob
+
+
+class LocalStorage(Map, Generic[V]):
+    """TASK_STORAGE, INODE_STORAGE, SK_STORAGE, CGRP_STORAGE: the value BPF keeps for a
+    task, file, socket or cgroup, looked up by an fd of it (a pidfd, an open file, a
+    socket, a cgroup directory; any object with fileno()). ``for_pid(pid)`` opens the
+    pidfd of a task. These maps cannot be iterated."""
+
+    def _encode_key(self, key: object, buf: Any) -> None:
+        fd = key.fileno() if hasattr(key, "fileno") else key
+        if not isinstance(fd, int) or isinstance(fd, bool):
+            raise TypeError(f"map {self.name!r}: key must be an fd or have fileno(), "
+                            f"got {type(key).__name__}")
+        if not 0 <= fd <= 0x7FFFFFFF:
+            raise ValueError(f"map {self.name!r}: fd {fd} out of range")
+        ctypes.memmove(ctypes.addressof(buf), ctypes.byref(ctypes.c_int(fd)), 4)
+
+    def _fail(self, ret: int, op: str) -> Exception:
+        if ret == -E.EBADF:
+            return ValueError(f"map {self.name!r}: {op}: the fd is not open or is not "
+                              f"the kind of object a {self.kind.name} map is keyed by")
+        return Map._fail(self, ret, op)
+
+    def for_pid(self, pid: int) -> _PidFd:
+        """A pidfd of task ``pid`` to use as a key: ``with m.for_pid(pid) as t: m[t]``."""
+        return _PidFd(os.pidfd_open(pid))
+
+    def __iter__(self) -> Iterator[Any]:
+        raise TypeError(f"map {self.name!r}: {self.kind.name} maps cannot be iterated")
+
+    def __len__(self) -> int:
+        raise TypeError(f"map {self.name!r}: {self.kind.name} maps have no length")
+
+    if TYPE_CHECKING:
+
+        def __getitem__(self, key: Any) -> V: ...
+
+        def __setitem__(self, key: Any, value: V) -> None: ...
+
+
+class _PidFd:
+    __slots__ = ("fd",)
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self) -> _PidFd:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()
 
 
 _registry: dict[MapKind, type[Map]] = {}  # filled from spec.HANDLES on first use
