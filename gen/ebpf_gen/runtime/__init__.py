@@ -57,6 +57,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from .events import PerfEventArray, RingBuf
+    from .histogram import print_linear_hist, print_log2_hist
     from .pinning import NotOnBpffsError, is_bpffs, open_pinned_link
     from .trace import TraceRecord, trace_pipe
 
@@ -67,6 +68,8 @@ _LAZY = {
     "RingBuf": "events",
     "TraceRecord": "trace",
     "NotOnBpffsError": "pinning",
+    "print_log2_hist": "histogram",
+    "print_linear_hist": "histogram",
     "open_pinned_link": "pinning",
     "is_bpffs": "pinning",
     "trace_pipe": "trace",
@@ -138,6 +141,8 @@ __all__ = [
     "map_class",
     "map_spec",
     "open_pinned_link",
+    "print_linear_hist",
+    "print_log2_hist",
     "program_spec",
     "register_map_class",
     "trace_pipe",
