@@ -101,13 +101,15 @@ def _decode_many(codec: Codec, raw: Any, n: int, stride: int) -> list[Any]:
 def _encode_many(codec: Codec, values: list[Any], stride: int) -> Any:
     """``values`` encoded ``stride`` bytes apart into one new buffer, each checked."""
     code = _int_code_of(codec)
-    if code is not None and stride == codec.size and all(type(v) is int for v in values):
-        try:
+    if code is not None and stride == codec.size:
+        try:  # array checks type and range of every element itself, in C
             return array.array(code, values)
         except OverflowError:
             bad = next(v for v in values if not codec.lo <= v <= codec.hi)
             raise ValueError(f"{codec.what}: {bad} out of range for {codec.expected} "
                              f"[{codec.lo}, {codec.hi}]") from None
+        except TypeError:
+            pass  # not all ints: the per-value path below names the culprit
     buf = (ctypes.c_uint8 * (len(values) * stride))()
     from_buffer, encode = codec.ctype.from_buffer, codec.encode
     for i, v in enumerate(values):
