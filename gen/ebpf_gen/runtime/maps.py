@@ -493,26 +493,28 @@ class Map(_MapBase):
             first = False
             tokens.reverse()
 
-    def lookup_batch(self) -> dict[Any, Any]:
-        """Every entry as a dict, read with BPF_MAP_LOOKUP_BATCH (many entries per call);
-        per key where the kernel has no batch operation for the map."""
-        return dict(self._iter_items())
+    def lookup_batch(self) -> list[tuple[Any, Any]]:
+        """Every entry as ``(key, value)`` pairs (``dict(...)`` of it for hashable keys;
+        struct keys are ctypes objects, not hashable), read with BPF_MAP_LOOKUP_BATCH, many
+        entries per call; per key where the kernel has no batch operation for the map."""
+        return list(self._iter_items())
 
-    def lookup_and_delete_batch(self) -> dict[Any, Any]:
-        """Every entry as a dict, removed from the map as it is read (hash maps only)."""
+    def lookup_and_delete_batch(self) -> list[tuple[Any, Any]]:
+        """Every entry as ``(key, value)`` pairs, removed from the map as it is read (hash
+        maps only)."""
         if self.kind in _ARRAY_KINDS:
             raise TypeError(f"map {self.name!r}: {self.kind.name} entries cannot be deleted")
         if self.iteration == "batch":
             lists = self._batch_lists(delete=True)
             if lists is not None:
-                return dict(zip(*lists, strict=True))
-        out: dict[Any, Any] = {}
+                return list(zip(*lists, strict=True))
+        out: list[tuple[Any, Any]] = []
         for k, v in list(self._iter_items()):
             try:
                 del self[k]
             except KeyError:  # deleted by someone else meanwhile: not ours to report
                 continue
-            out[k] = v
+            out.append((k, v))
         return out
 
     def update_batch(self, items: Any, flags: int = BPF_ANY) -> None:
@@ -647,9 +649,9 @@ class HashMap(Map, Generic[K, V]):
 
         def __setitem__(self, key: K, value: V) -> None: ...
 
-        def lookup_batch(self) -> dict[K, V]: ...
+        def lookup_batch(self) -> list[tuple[K, V]]: ...
 
-        def lookup_and_delete_batch(self) -> dict[K, V]: ...
+        def lookup_and_delete_batch(self) -> list[tuple[K, V]]: ...
 
     def __iter__(self) -> Iterator[K]:
         if self.iteration == "batch":
@@ -770,9 +772,9 @@ class PerCPUHashMap(Map, Generic[K, V]):
 
         def __iter__(self) -> Iterator[K]: ...
 
-        def lookup_batch(self) -> dict[K, list[V]]: ...
+        def lookup_batch(self) -> list[tuple[K, list[V]]]: ...
 
-        def lookup_and_delete_batch(self) -> dict[K, list[V]]: ...
+        def lookup_and_delete_batch(self) -> list[tuple[K, list[V]]]: ...
 
     def keys(self) -> KeysView[K]:
         return KeysView(self)
@@ -986,6 +988,13 @@ class StackTraceMap(Map):
     ``ebpf_gen.runtime.symbols`` turns addresses into names."""
 
     _index_keys = True  # key: the u32 stack id, whatever BTF gives
+    # No kernel has batch operations for stack maps (yet): tried once, then per key.
+    _batchable = True
+
+    def _decode_values(self, raw: Any, n: int) -> list[Any]:
+        size = self.value_size
+        return [self._decode_value(memoryview(raw)[i * size : (i + 1) * size])
+                for i in range(n)]
 
     def _value_codec(self, value: CType | None, size: int) -> Codec:
         self.build_id = bool(self.spec.flags & BPF_F_STACK_BUILD_ID)
