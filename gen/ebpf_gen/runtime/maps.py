@@ -175,6 +175,7 @@ class Map(_MapBase):
         # "per-key"; set it to "per-key" to force get_next_key iteration.
         self.iteration = "batch" if self._batchable and self._key is not None else "per-key"
         self.pin_path: str | None = None  # where the map is pinned, if it is
+        self._batch_pool: list[tuple[int, Any, Any]] = []  # (entries, key buf, value buf)
 
     def _plain_values(self) -> bool:
         """Values are one codec value (False for per-CPU lists and program arrays)."""
@@ -462,9 +463,22 @@ class Map(_MapBase):
         fn = lib.bpf_map_lookup_and_delete_batch if delete else lib.bpf_map_lookup_batch
         ksize, vstride = self.key_size, self._value_stride()
         # Big chunks: one syscall per chunk is the point; bounded to ~4 MiB per call.
-        chunk = max(1, min(self.max_entries or 1, (4 << 20) // (ksize + vstride)))
-        kbuf = (ctypes.c_uint8 * (chunk * ksize))()
-        vbuf = (ctypes.c_uint8 * (chunk * vstride))()
+        # The buffers are kept for the next call (already faulted in: a fresh megabyte
+        # costs page faults every time); taken from a pool so two threads never share one.
+        try:
+            chunk, kbuf, vbuf = self._batch_pool.pop()
+        except IndexError:
+            chunk = max(1, min(self.max_entries or 1, (4 << 20) // (ksize + vstride)))
+            kbuf = (ctypes.c_uint8 * (chunk * ksize))()
+            vbuf = (ctypes.c_uint8 * (chunk * vstride))()
+        try:
+            yield from self._batch_calls(fn, delete, chunk, kbuf, vbuf)
+        finally:
+            self._batch_pool.append((chunk, kbuf, vbuf))
+
+    def _batch_calls(self, fn: Any, delete: bool, chunk: int, kbuf: Any, vbuf: Any
+                     ) -> Iterator[tuple[Any, Any, int]]:
+        ksize, vstride = self.key_size, self._value_stride()
         # The batch token: a bucket or index for hash and array maps, at most a key's size.
         tokens = [(ctypes.c_uint8 * max(ksize, 8))() for _ in range(2)]
         count = ctypes.c_uint32()
