@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, require_tool
 
 pytestmark = pytest.mark.kernel
 
@@ -59,7 +59,8 @@ def test_runqlat_prints_a_log2_histogram() -> None:
 def test_offcputime_symbolizes_kernel_and_user_stacks(tmp_path: Path) -> None:
     src, binary = tmp_path / "sleeper.c", tmp_path / "sleeper"
     src.write_text(SLEEPER_C)
-    subprocess.run(["cc", "-O0", "-fno-omit-frame-pointer", "-o", str(binary), str(src)],
+    gcc = require_tool("gcc")
+    subprocess.run([gcc, "-O0", "-fno-omit-frame-pointer", "-o", str(binary), str(src)],
                    check=True)
     sleeper = subprocess.Popen([str(binary)])
     try:

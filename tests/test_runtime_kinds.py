@@ -22,6 +22,8 @@ from ebpf_gen.runtime import (
     symbols,
 )
 
+from tests.conftest import require_tool
+
 pytestmark = pytest.mark.kernel
 
 SOURCE = r"""
@@ -149,7 +151,8 @@ def test_kernel_stack_symbolized(objs: Any) -> None:
 def test_user_stack_symbolized_by_elf_tables(objs: Any, tmp_path: Path) -> None:
     src, binary = tmp_path / "target.c", tmp_path / "target"
     src.write_text(TARGET_C)
-    subprocess.run(["cc", "-O0", "-fno-omit-frame-pointer", "-o", str(binary), str(src)],
+    gcc = require_tool("gcc")
+    subprocess.run([gcc, "-O0", "-fno-omit-frame-pointer", "-o", str(binary), str(src)],
                    check=True)
     with objs.programs.on_target.attach_uprobe(binary, "target_fn"):
         proc = subprocess.Popen([str(binary)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
