@@ -6,6 +6,7 @@
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
 
 #define MAX_SLOTS 26
 #define TASK_RUNNING 0
@@ -15,6 +16,18 @@ struct task_struct {
 	int tgid;
 	unsigned int __state;
 } __attribute__((preserve_access_index));
+
+/* Kernels before 5.14 call the field state (a long): CO-RE picks whichever exists. */
+struct task_struct___o {
+	volatile long state;
+} __attribute__((preserve_access_index));
+
+static __always_inline long task_state(struct task_struct *t)
+{
+	if (bpf_core_field_exists(t->__state))
+		return BPF_CORE_READ(t, __state);
+	return BPF_CORE_READ((struct task_struct___o *)t, state);
+}
 
 struct hist {
 	__u32 slots[MAX_SLOTS];
@@ -72,7 +85,7 @@ SEC("tp_btf/sched_switch")
 int BPF_PROG(sched_switch, _Bool preempt, struct task_struct *prev, struct task_struct *next)
 {
 	/* A task preempted while runnable goes straight back on a run queue. */
-	if (prev->__state == TASK_RUNNING)
+	if (task_state(prev) == TASK_RUNNING)
 		trace_enqueue(prev);
 	__u32 pid = next->pid;
 	__u64 *tsp = bpf_map_lookup_elem(&start, &pid);

@@ -69,11 +69,11 @@ OBJECT: ObjectSpec[Objects] = ObjectSpec(
     files={
         "big": ObjectFile(
             "runqlat_bpfeb.o",
-            sha256="a18115ba50353fd7fcfc77c7c4fac1830a2e8ca0de1ea37f321438d7e41b27aa",
+            sha256="c852e3e6f42e94808e0d3dc8d4359f2c56593266cacfbf7a54dfe59c9eeb218a",
         ),
         "little": ObjectFile(
             "runqlat_bpfel.o",
-            sha256="219cb0e40f7f2ac7611cbbdcccda9030110c209430e00a280bb04eb17120b7ad",
+            sha256="2e277c795d85cda6e28919eacb968272d66e1547c89f1149e725f4dd03fd5db9",
         ),
     },
     maps=(

@@ -4,6 +4,7 @@ stack traces (symbolized), queue/stack, bloom filter, LPM trie keys, task storag
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 from ebpf_gen.runtime import (
     BloomFilter,
     BuildIdFrame,
+    LoadError,
     LocalStorage,
     LpmTrieMap,
     Queue,
@@ -23,6 +25,7 @@ from ebpf_gen.runtime import (
 )
 
 from tests.conftest import require_tool
+from tests.vm.kernel_features import vm_kernel
 
 pytestmark = pytest.mark.kernel
 
@@ -44,13 +47,9 @@ struct { __uint(type, BPF_MAP_TYPE_QUEUE); __uint(max_entries, 4);
          __type(value, __u64); } fifo SEC(".maps");
 struct { __uint(type, BPF_MAP_TYPE_STACK); __uint(max_entries, 4);
          __type(value, __u32); } lifo SEC(".maps");
-struct { __uint(type, BPF_MAP_TYPE_BLOOM_FILTER); __uint(max_entries, 128);
-         __uint(map_extra, 3); __type(value, __u32); } seen SEC(".maps");
 struct { __uint(type, BPF_MAP_TYPE_LPM_TRIE); __uint(max_entries, 16);
          __uint(map_flags, BPF_F_NO_PREALLOC);
          __type(key, struct lpm_key); __type(value, __u32); } routes SEC(".maps");
-struct { __uint(type, BPF_MAP_TYPE_TASK_STORAGE); __uint(map_flags, BPF_F_NO_PREALLOC);
-         __type(key, int); __type(value, __u64); } tstore SEC(".maps");
 
 const volatile __u32 me = 0;
 
@@ -64,8 +63,6 @@ int on_getppid(void *ctx)
     bpf_map_update_elem(&ids, &k, &id, BPF_ANY);
     __u64 v = 42;
     bpf_map_push_elem(&fifo, &v, 0);
-    __u32 b = 7;
-    bpf_map_push_elem(&seen, &b, 0);
     return 0;
 }
 
@@ -78,6 +75,34 @@ int on_target(struct pt_regs *ctx)
     k = 2;
     id = bpf_get_stackid(ctx, &bstacks, BPF_F_USER_STACK);
     bpf_map_update_elem(&ids, &k, &id, BPF_ANY);
+    return 0;
+}
+
+char LICENSE[] SEC("license") = "GPL";
+"""
+
+# Newer kinds, in their own object: bloom filters came in 5.16, task storage and
+# bpf_get_current_task_btf in 5.11, so on the VM tier's 5.10 this object must fail to load.
+NEW_SOURCE = r"""
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+struct { __uint(type, BPF_MAP_TYPE_BLOOM_FILTER); __uint(max_entries, 128);
+         __uint(map_extra, 3); __type(value, __u32); } seen SEC(".maps");
+struct { __uint(type, BPF_MAP_TYPE_TASK_STORAGE); __uint(map_flags, BPF_F_NO_PREALLOC);
+         __type(key, int); __type(value, __u64); } tstore SEC(".maps");
+struct { __uint(type, BPF_MAP_TYPE_SK_STORAGE); __uint(map_flags, BPF_F_NO_PREALLOC);
+         __type(key, int); __type(value, __u32); } skstore SEC(".maps");
+
+const volatile __u32 me = 0;
+
+SEC("tracepoint/syscalls/sys_enter_getppid")
+int on_getppid(void *ctx)
+{
+    if ((bpf_get_current_pid_tgid() >> 32) != me)
+        return 0;
+    __u32 b = 7;
+    bpf_map_push_elem(&seen, &b, 0);
     return 0;
 }
 
@@ -115,18 +140,34 @@ def module(skeleton: Callable[[str, str], ModuleType]) -> ModuleType:
 
 @pytest.fixture
 def objs(module: ModuleType) -> Any:
-    with module.load(constants={"me": os.getpid()}, autoload={"on_sys_enter": False}) as o:
+    with module.load(constants={"me": os.getpid()}) as o:
         yield o
 
 
-def test_generator_types_the_kinds(objs: Any) -> None:
+@pytest.fixture
+def new_objs(skeleton: Callable[[str, str], ModuleType]) -> Any:
+    mod = skeleton("rt_kinds_new", NEW_SOURCE)
+    if vm_kernel() == "5.10":  # no bloom filters (5.16), no task storage (5.11)
+        with pytest.raises(LoadError):
+            mod.load(constants={"me": os.getpid()})
+        yield None  # the refusal was the expected outcome; the tests stop there
+        return
+    with mod.load(constants={"me": os.getpid()}) as o:
+        yield o
+
+
+def test_generator_types_the_kinds(objs: Any, new_objs: Any) -> None:
     m = objs.maps
     assert type(m.stacks) is StackTraceMap and type(m.fifo) is Queue
-    assert type(m.lifo) is Stack and type(m.seen) is BloomFilter
-    assert type(m.routes) is LpmTrieMap and type(m.tstore) is LocalStorage
+    assert type(m.lifo) is Stack and type(m.routes) is LpmTrieMap
     hints = type(m).__annotations__
     assert hints["fifo"] == "Queue[int]" and hints["routes"] == "LpmTrieMap[LpmKey, int]"
-    assert hints["stacks"] == "StackTraceMap" and hints["tstore"] == "LocalStorage[int]"
+    assert hints["stacks"] == "StackTraceMap"
+    if new_objs is None:  # refused on 5.10, as expected (see new_objs)
+        return
+    assert type(new_objs.maps.seen) is BloomFilter and type(new_objs.maps.tstore) is LocalStorage
+    new_hints = type(new_objs.maps).__annotations__
+    assert new_hints["tstore"] == "LocalStorage[int]" and new_hints["seen"] == "BloomFilter[int]"
 
 
 def test_kernel_stack_symbolized(objs: Any) -> None:
@@ -144,8 +185,7 @@ def test_kernel_stack_symbolized(objs: Any) -> None:
         objs.maps.stacks[-14]
     with pytest.raises(TypeError, match="written by bpf_get_stackid"):
         objs.maps.stacks[1] = (1, 2)
-    # Queue and bloom filter got the program's pushes.
-    assert objs.maps.fifo.pop() == 42 and 7 in objs.maps.seen
+    assert objs.maps.fifo.pop() == 42  # the program's push
 
 
 def test_user_stack_symbolized_by_elf_tables(objs: Any, tmp_path: Path) -> None:
@@ -177,8 +217,8 @@ def test_user_stack_symbolized_by_elf_tables(objs: Any, tmp_path: Path) -> None:
     assert vaddr is not None and elf.find(vaddr) == ("target_fn", 0)
 
 
-def test_queue_stack_bloom_from_user_space(objs: Any) -> None:
-    q, s, bf = objs.maps.fifo, objs.maps.lifo, objs.maps.seen
+def test_queue_and_stack_from_user_space(objs: Any) -> None:
+    q, s = objs.maps.fifo, objs.maps.lifo
     for v in (1, 2, 3, 4):
         q.push(v)
         s.push(v)
@@ -199,6 +239,15 @@ def test_queue_stack_bloom_from_user_space(objs: Any) -> None:
         s.push(1 << 32)
     with pytest.raises(TypeError, match="must be int"):
         q.push("x")
+
+
+def test_bloom_filter(new_objs: Any) -> None:
+    if new_objs is None:  # refused on 5.10, as expected (see new_objs)
+        return
+    bf = new_objs.maps.seen
+    with new_objs.programs.on_getppid.attach():
+        os.getppid()
+    assert 7 in bf  # added by the program
     assert 12345 not in bf
     bf.add(12345)
     assert 12345 in bf
@@ -223,8 +272,11 @@ def test_lpm_trie_key_helper_longest_prefix(objs: Any) -> None:
         r.key("nonsense")
 
 
-def test_task_storage_by_pidfd(module: ModuleType) -> None:
-    with module.load(constants={"me": os.getpid()}) as objs:
+def test_task_storage_by_pidfd(new_objs: Any) -> None:
+    if new_objs is None:  # refused on 5.10, as expected (see new_objs)
+        return
+    objs = new_objs
+    if True:
         t = objs.maps.tstore
         with t.for_pid(os.getpid()) as me:
             with objs.programs.on_sys_enter.attach():
@@ -246,3 +298,16 @@ def test_task_storage_by_pidfd(module: ModuleType) -> None:
             os.close(w)
         with pytest.raises(TypeError, match="cannot be iterated"):
             list(t)
+
+
+def test_socket_storage_by_socket(new_objs: Any) -> None:
+    if new_objs is None:  # refused on 5.10, as expected (see new_objs)
+        return
+    sk = new_objs.maps.skstore
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        with pytest.raises(KeyError):
+            sk[s]
+        sk[s] = 99
+        assert sk[s] == 99 and sk[s.fileno()] == 99
+        with pytest.raises(ValueError, match="out of range"):
+            sk[s] = -1
