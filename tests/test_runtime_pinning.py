@@ -253,3 +253,41 @@ int on_getppid(void *ctx)
 }
 char LICENSE[] SEC("license") = "GPL";
 """
+
+
+INNER_SOURCE = r"""
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+/* No __array(values, ...) template: the inner map comes from set_inner_map() at open. */
+struct { __uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS); __uint(max_entries, 2);
+         __type(key, __u32); __type(value, __u32); } outer SEC(".maps");
+struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 8);
+         __type(key, __u32); __type(value, __u64); } model SEC(".maps");
+
+SEC("tracepoint/syscalls/sys_enter_getppid")
+int touch(void *ctx) { return 0; }
+char LICENSE[] SEC("license") = "GPL";
+"""
+
+
+def test_set_inner_map_gives_a_template_at_open(
+    skeleton: Callable[[str, str], ModuleType],
+) -> None:
+    mod = skeleton("rt_inner", INNER_SOURCE)
+    with pytest.raises(LoadError):  # the kernel needs an inner map to create 'outer'
+        mod.load()
+    with mod.open() as opened:
+        opened.set_autocreate("outer", False)
+        with opened.load() as donor, mod.open() as opened2:
+            opened2.set_inner_map("outer", donor.maps.model)
+            with pytest.raises(ValueError, match="closed or invalid"):
+                opened2.set_inner_map("outer", -1)
+            with opened2.load() as objs:
+                assert objs.maps.outer.kind == MapKind.ARRAY_OF_MAPS
+                objs.maps.outer[0] = donor.maps.model
+                donor.maps.model[1] = 11
+                inner = objs.maps.outer[0]  # no template in BTF: an untyped handle
+                one = (1).to_bytes(4, sys.byteorder)
+                assert int.from_bytes(inner[one], sys.byteorder) == 11
+                inner.close()
