@@ -198,10 +198,16 @@ class ObjectSpec(Generic[T]):
         if spec is None:
             known = ", ".join(m.name for m in self.maps)
             raise KeyError(f"{self.name}: no map {name!r}; known: {known}")
+        lib = libbpf.lib()
+        with self._open(0, 4096) as opened:  # parsed, not loaded: the object's view of it
+            ptr = opened._map(name)
+            spec = spec.replace(kind=_kind(int(lib.bpf_map__type(ptr)), spec.kind),
+                                flags=int(lib.bpf_map__map_flags(ptr)))
+            sizes = (int(lib.bpf_map__key_size(ptr)), int(lib.bpf_map__value_size(ptr)))
         fd = pinning.open_fd(path, f"{self.name}: map {name!r}")
         owner = _OwnedFd(fd)
         try:
-            info = pinning.check_pinned_map(spec, fd, os.fspath(path))
+            info = pinning.check_pinned_map(spec, fd, os.fspath(path), sizes)
             handle = map_class(spec.kind)(spec.replace(max_entries=info.max_entries), fd, owner)
         except BaseException:
             owner.close()

@@ -77,8 +77,10 @@ def open_fd(path: str | os.PathLike[str], what: str) -> int:
     return libbpf.check(libbpf.lib().bpf_obj_get(os.fsencode(full)), f"{what}: open {full}")
 
 
-def check_pinned_map(spec: MapSpec, fd: int, path: str) -> Any:
-    """The kernel's info for the map at ``fd`` after checking it matches ``spec``."""
+def check_pinned_map(spec: MapSpec, fd: int, path: str,
+                     sizes: tuple[int, int] = (0, 0)) -> Any:
+    """The kernel's info for the map at ``fd`` after checking it matches ``spec`` (and
+    the object's key and value ``sizes`` where no type gives them; 0: not declared)."""
     from .spec import MapKind
 
     info = libbpf.map_info(fd)
@@ -89,11 +91,13 @@ def check_pinned_map(spec: MapSpec, fd: int, path: str) -> Any:
         except ValueError:
             kind = str(info.type)
         problems.append(f"it is {kind}, the skeleton's map is {spec.kind.name}")
-    for what, ctype, size in (("key", spec.key, info.key_size),
-                              ("value", spec.value, info.value_size)):
+    for what, ctype, size, declared in (("key", spec.key, info.key_size, sizes[0]),
+                                        ("value", spec.value, info.value_size, sizes[1])):
         if ctype is not None and ctypes.sizeof(ctype) != size:
             problems.append(f"its {what}s are {size} bytes, the skeleton's "
                             f"{ctype.__name__} is {ctypes.sizeof(ctype)}")
+        elif ctype is None and declared and declared != size:
+            problems.append(f"its {what}s are {size} bytes, the object declares {declared}")
     if problems:
         raise TypeError(f"map {spec.name!r} pinned at {path}: " + "; ".join(problems))
     return info
