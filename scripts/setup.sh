@@ -8,7 +8,8 @@ die() { echo "setup: $*" >&2; exit 1; }
 [[ $(id -u) -eq 0 ]] || die "run as root (apt-get install and tracefs need it)"
 
 # What each package is for:
-#  clang llvm libbpf-dev linux-libc-dev   compile BPF C (llvm-strip; bpf_helpers.h; asm/types.h)
+#  clang llvm libbpf-dev linux-libc-dev   compile BPF C (llvm-strip; bpf_helpers.h; asm/types.h);
+#                                         clang + libbpf-dev also build bench/map_batch.c
 #  libbpf1 bpftool                        the runtime's libbpf.so.1; BTF oracle in tests
 #  python3-venv                           the .venv below
 #  python3-bpfcc linux-headers-amd64      BCC originals the examples are compared with

@@ -27,5 +27,6 @@ uname -r >"$out/uname"
     -p no:cacheprovider -v -rfEs --durations=15 --junitxml="$out/junit.xml" \
     tests/test_vm_probe.py tests/test_examples.py tests/vm/test_bcc_parity.py \
     tests/test_runtime_load.py tests/test_runtime_maps.py tests/test_runtime_events.py \
-    tests/test_runtime_programs.py "$@" >"$out/pytest.log" 2>&1
+    tests/test_runtime_programs.py tests/test_runtime_batch.py tests/test_runtime_kinds.py \
+    tests/test_runtime_pinning.py tests/test_runtime_variables.py "$@" >"$out/pytest.log" 2>&1
 echo $? >"$out/rc"

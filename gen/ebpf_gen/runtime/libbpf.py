@@ -93,6 +93,12 @@ class BpfMapCreateOpts(ctypes.Structure):
     ]
 
 
+class BpfMapBatchOpts(ctypes.Structure):
+    """struct bpf_map_batch_opts of libbpf (bpf.h)."""
+
+    _fields_ = [("sz", c_size_t), ("elem_flags", ctypes.c_uint64), ("flags", ctypes.c_uint64)]
+
+
 class BpfMapInfo(ctypes.Structure):
     """The leading fields of struct bpf_map_info (the kernel accepts a shorter struct)."""
 
@@ -172,6 +178,30 @@ _PROTOTYPES: dict[str, tuple[Any, list[Any]]] = {
         c_int,
         [c_int, c_char_p, c_uint32, c_uint32, c_uint32, ctypes.POINTER(BpfMapCreateOpts)],
     ),
+    # Batch operations (maps.py), raw pointers: fd, in/out batch tokens, keys, values, count.
+    "bpf_map_lookup_batch": (
+        c_int, [c_int, c_void_p, c_void_p, c_void_p, c_void_p, c_void_p, c_void_p],
+    ),
+    "bpf_map_lookup_and_delete_batch": (
+        c_int, [c_int, c_void_p, c_void_p, c_void_p, c_void_p, c_void_p, c_void_p],
+    ),
+    "bpf_map_update_batch": (c_int, [c_int, c_void_p, c_void_p, c_void_p, c_void_p]),
+    "bpf_map_delete_batch": (c_int, [c_int, c_void_p, c_void_p, c_void_p]),
+    # Open-object editing and pinning (objects.py, maps.py).
+    "bpf_map__set_value_size": (c_int, [c_void_p, c_uint32]),
+    "bpf_map__set_key_size": (c_int, [c_void_p, c_uint32]),
+    "bpf_map__set_type": (c_int, [c_void_p, c_int]),
+    "bpf_map__set_autocreate": (c_int, [c_void_p, ctypes.c_bool]),
+    "bpf_map__set_map_flags": (c_int, [c_void_p, c_uint32]),
+    "bpf_map__set_inner_map_fd": (c_int, [c_void_p, c_int]),
+    "bpf_map__reuse_fd": (c_int, [c_void_p, c_int]),
+    "bpf_map__set_pin_path": (c_int, [c_void_p, c_char_p]),
+    "bpf_map__pin_path": (c_char_p, [c_void_p]),
+    "bpf_obj_pin": (c_int, [c_int, c_char_p]),
+    "bpf_obj_get": (c_int, [c_char_p]),
+    "bpf_link__pin": (c_int, [c_void_p, c_char_p]),
+    "bpf_link__unpin": (c_int, [c_void_p]),
+    "bpf_link__open": (c_void_p, [c_char_p]),
     "libbpf_set_print": (c_void_p, [c_void_p]),
     # libbpf's own event readers (events.py uses them where plain loads are not enough).
     "ring_buffer__new": (c_void_p, [c_int, c_void_p, c_void_p, c_void_p]),

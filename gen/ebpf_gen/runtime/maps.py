@@ -8,10 +8,13 @@ GIL during the call) so a lookup costs one ctypes call plus the conversion.
 
 from __future__ import annotations
 
+import array
 import ctypes
 import errno as E
 import os
+import sys
 from collections.abc import ItemsView, KeysView, MutableMapping, Sequence, ValuesView
+from collections.abc import Mapping as _Mapping
 
 from . import libbpf
 from .codec import Codec
@@ -42,6 +45,7 @@ BPF_NOEXIST = 1
 BPF_EXIST = 2
 # Update flags as ready-made C u64 arguments (the hot path calls without argtypes).
 _FLAGS = (ctypes.c_uint64(BPF_ANY), ctypes.c_uint64(BPF_NOEXIST), ctypes.c_uint64(BPF_EXIST))
+_ANY = _FLAGS[0]
 
 _ARRAY_KINDS = frozenset(
     {
@@ -62,6 +66,57 @@ _PERCPU_KINDS = frozenset(
 )
 
 
+# Errors meaning "this kernel or map kind has no batch operation": EINVAL (a kernel before
+# 5.6 does not know the command), ENOTSUPP (524, the map type has no batch op), EOPNOTSUPP.
+_NO_BATCH = frozenset({E.EINVAL, 524, E.EOPNOTSUPP})
+# memoryview/array formats for the integer ctypes codes (native sizes, like ctypes).
+_ARRAY_CODES = frozenset("bBhHiIlLqQ")
+
+
+def _address(buf: Any) -> int:
+    if isinstance(buf, array.array):
+        addr: int = buf.buffer_info()[0]
+        return addr
+    return ctypes.addressof(buf)
+
+
+def _int_code_of(codec: Codec) -> str | None:
+    code = getattr(codec.ctype, "_type_", None)
+    if codec.kind == "int" and isinstance(code, str) and code in _ARRAY_CODES:
+        return code
+    return None
+
+
+def _decode_many(codec: Codec, raw: Any, n: int, stride: int) -> list[Any]:
+    """``n`` values of ``codec`` laid out ``stride`` bytes apart in ``raw``."""
+    code = _int_code_of(codec)
+    if code is not None and stride == codec.size:
+        view: Any = memoryview(raw).cast("B")[: n * stride]
+        values: list[Any] = view.cast(code).tolist()
+        return values
+    from_buffer, decode = codec.ctype.from_buffer, codec.decode
+    return [decode(from_buffer(raw, i * stride)) for i in range(n)]
+
+
+def _encode_many(codec: Codec, values: list[Any], stride: int) -> Any:
+    """``values`` encoded ``stride`` bytes apart into one new buffer, each checked."""
+    code = _int_code_of(codec)
+    if code is not None and stride == codec.size:
+        try:  # array checks type and range of every element itself, in C
+            return array.array(code, values)
+        except OverflowError:
+            bad = next(v for v in values if not codec.lo <= v <= codec.hi)
+            raise ValueError(f"{codec.what}: {bad} out of range for {codec.expected} "
+                             f"[{codec.lo}, {codec.hi}]") from None
+        except TypeError:
+            pass  # not all ints: the per-value path below names the culprit
+    buf = (ctypes.c_uint8 * (len(values) * stride))()
+    from_buffer, encode = codec.ctype.from_buffer, codec.encode
+    for i, v in enumerate(values):
+        encode(v, from_buffer(buf, i * stride))
+    return buf
+
+
 class IterationAbortedError(RuntimeBPFError):
     """Entries kept vanishing faster than iteration could make progress."""
 
@@ -72,6 +127,9 @@ class Map(_MapBase):
     # Array-like maps are indexed by a u32 whatever BTF says: a map declared with only
     # __uint(key_size, 4) still takes int keys.
     _index_keys = False
+    # Handles whose values are plain codec values (or per-CPU lists of them) read many
+    # entries per bpf() call; fd-valued and event maps do not.
+    _batchable = False
 
     def __init__(self, spec: MapSpec, fd: int, owner: object) -> None:
         self.spec = spec
@@ -113,6 +171,11 @@ class Map(_MapBase):
         self._int_value = value_codec.kind == "int" and self._plain_values()
         self._vlo = value_codec.lo if self._int_value else 0
         self._vhi = value_codec.hi if self._int_value else -1
+        # "batch" while the kernel takes BPF_MAP_LOOKUP_BATCH for this map, else
+        # "per-key"; set it to "per-key" to force get_next_key iteration.
+        self.iteration = "batch" if self._batchable and self._key is not None else "per-key"
+        self.pin_path: str | None = None  # where the map is pinned, if it is
+        self._batch_pool: list[tuple[int, Any, Any]] = []  # (entries, key buf, value buf)
 
     def _plain_values(self) -> bool:
         """Values are one codec value (False for per-CPU lists and program arrays)."""
@@ -132,6 +195,21 @@ class Map(_MapBase):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} {self.kind.name} fd={self.fd}>"
+
+    def pin(self, path: str | os.PathLike[str]) -> None:
+        """Pin the map at ``path`` on a bpffs: it outlives this process until unpinned,
+        and ``OBJECT.open_pinned(name, path)`` opens it again."""
+        from .pinning import pin_fd
+
+        self.pin_path = pin_fd(self.fd, path, f"map {self.name!r}")
+
+    def unpin(self) -> None:
+        """Remove the map's pin (the map lives on while fds or programs hold it)."""
+        if self.pin_path is None:
+            raise RuntimeBPFError(f"map {self.name!r} is not pinned")
+        if os.path.lexists(self.pin_path):  # else unpinned by someone else: as asked
+            os.unlink(self.pin_path)
+        self.pin_path = None
 
     # -- value representation (PerCPU handles override) --------------------------------
 
@@ -219,12 +297,28 @@ class Map(_MapBase):
             raise self._fail(ret, f"update (map full, max_entries={self.max_entries})")
         raise self._fail(ret, "update")
 
-    if TYPE_CHECKING:
-
-        def __setitem__(self, key: Any, value: Any) -> None: ...
-
-    else:
-        __setitem__ = update  # m[k] = v without another call layer
+    def __setitem__(self, key: Any, value: Any) -> None:
+        # update() with BPF_ANY, its flag handling left out: the hot path of m[k] = v.
+        pool = self._pool
+        try:
+            bufs = pool.pop()
+        except IndexError:
+            bufs = self._new_buffers()
+        try:
+            kbuf, vbuf, kref, vref = bufs
+            if self._int_key and type(key) is int and self._klo <= key <= self._khi:
+                kbuf.value = key
+            else:
+                self._encode_key(key, kbuf)
+            if self._int_value and type(value) is int and self._vlo <= value <= self._vhi:
+                vbuf.value = value
+            else:
+                self._encode_value(value, vbuf)
+            ret = self._raw_update(self.fd, kref, vref, _ANY)
+        finally:
+            pool.append(bufs)
+        if ret != 0:
+            self.update(key, value)  # the same call again, for update()'s error reporting
 
     def __delitem__(self, key: Any) -> None:
         kbuf = self._key.buffer() if self._key else ctypes.c_uint8()
@@ -305,6 +399,21 @@ class Map(_MapBase):
             yield self._key.decode(kbuf) if self._key else None
 
     def _iter_items(self) -> Iterator[tuple[Any, Any]]:
+        if self.iteration == "batch":
+            lists = self._batch_lists()
+            if lists is not None:
+                keys, values = lists  # zip: no generator frame per entry (the fast path)
+                return zip(keys, values, strict=True)
+        return self._iter_items_per_key()
+
+    def _iter_values(self) -> Iterator[Any]:
+        if self.iteration == "batch":
+            lists = self._batch_lists()
+            if lists is not None:
+                return iter(lists[1])
+        return (v for _, v in self._iter_items_per_key())
+
+    def _iter_items_per_key(self) -> Iterator[tuple[Any, Any]]:
         if self._key is None:
             return
         vbuf = self._new_value_buffer()
@@ -319,6 +428,185 @@ class Map(_MapBase):
 
     def __len__(self) -> int:
         return sum(1 for _ in self._iter_raw())
+
+    # -- batch operations ----------------------------------------------------------------
+
+    def _value_stride(self) -> int:
+        """Bytes of one value in a batch buffer (per-CPU maps: every CPU's, 8-aligned)."""
+        return self.value_size
+
+    def _decode_values(self, raw: Any, n: int) -> list[Any]:
+        return _decode_many(self._value, raw, n, self.value_size)
+
+    def _encode_values(self, values: list[Any]) -> Any:
+        return _encode_many(self._value, values, self.value_size)
+
+    def _batch_lists(self, delete: bool = False) -> tuple[list[Any], list[Any]] | None:
+        """Keys and values of every entry through BPF_MAP_LOOKUP(_AND_DELETE)_BATCH; None
+        (and iteration set to "per-key") when the kernel has no batch operation for it."""
+        if self._key is None:
+            return [], []
+        keys: list[Any] = []
+        values: list[Any] = []
+        for kraw, vraw, n in self._batch_chunks(delete):
+            if keys:
+                keys += _decode_many(self._key, kraw, n, self.key_size)
+                values += self._decode_values(vraw, n)
+            else:  # the usual single chunk: no copy
+                keys = _decode_many(self._key, kraw, n, self.key_size)
+                values = self._decode_values(vraw, n)
+        if self.iteration != "batch":
+            return None
+        return keys, values
+
+    def _batch_chunks(self, delete: bool) -> Iterator[tuple[Any, Any, int]]:
+        lib = libbpf.lib()
+        fn = lib.bpf_map_lookup_and_delete_batch if delete else lib.bpf_map_lookup_batch
+        ksize, vstride = self.key_size, self._value_stride()
+        # Big chunks: one syscall per chunk is the point; bounded to ~4 MiB per call.
+        # The buffers are kept for the next call (already faulted in: a fresh megabyte
+        # costs page faults every time); taken from a pool so two threads never share one.
+        try:
+            chunk, kbuf, vbuf = self._batch_pool.pop()
+        except IndexError:
+            chunk = max(1, min(self.max_entries or 1, (4 << 20) // (ksize + vstride)))
+            kbuf = (ctypes.c_uint8 * (chunk * ksize))()
+            vbuf = (ctypes.c_uint8 * (chunk * vstride))()
+        try:
+            yield from self._batch_calls(fn, delete, chunk, kbuf, vbuf)
+        finally:
+            self._batch_pool.append((chunk, kbuf, vbuf))
+
+    def _batch_calls(self, fn: Any, delete: bool, chunk: int, kbuf: Any, vbuf: Any
+                     ) -> Iterator[tuple[Any, Any, int]]:
+        ksize, vstride = self.key_size, self._value_stride()
+        # The batch token: a bucket or index for hash and array maps, at most a key's size.
+        tokens = [(ctypes.c_uint8 * max(ksize, 8))() for _ in range(2)]
+        count = ctypes.c_uint32()
+        opts = libbpf.BpfMapBatchOpts(sz=ctypes.sizeof(libbpf.BpfMapBatchOpts))
+        first = True
+        while True:
+            count.value = chunk
+            ret = fn(self.fd, None if first else ctypes.addressof(tokens[0]),
+                     ctypes.addressof(tokens[1]), ctypes.addressof(kbuf),
+                     ctypes.addressof(vbuf), ctypes.addressof(count), ctypes.addressof(opts))
+            n = count.value
+            if ret < 0 and ret != -E.ENOENT:
+                if ret == -E.ENOSPC and n == 0:  # one hash bucket holds more than a chunk
+                    chunk *= 2
+                    kbuf = (ctypes.c_uint8 * (chunk * ksize))()
+                    vbuf = (ctypes.c_uint8 * (chunk * vstride))()
+                    continue
+                if first and -ret in _NO_BATCH:
+                    self.iteration = "per-key"
+                    return
+                raise self._fail(ret, "lookup_and_delete_batch" if delete else "lookup_batch")
+            if n:
+                yield kbuf, vbuf, n
+            if ret == -E.ENOENT:
+                return
+            first = False
+            tokens.reverse()
+
+    def lookup_batch(self) -> list[tuple[Any, Any]]:
+        """Every entry as ``(key, value)`` pairs (``dict(...)`` of it for hashable keys;
+        struct keys are ctypes objects, not hashable), read with BPF_MAP_LOOKUP_BATCH, many
+        entries per call; per key where the kernel has no batch operation for the map."""
+        return list(self._iter_items())
+
+    def lookup_and_delete_batch(self) -> list[tuple[Any, Any]]:
+        """Every entry as ``(key, value)`` pairs, removed from the map as it is read (hash
+        maps only)."""
+        if self.kind in _ARRAY_KINDS:
+            raise TypeError(f"map {self.name!r}: {self.kind.name} entries cannot be deleted")
+        if self.iteration == "batch":
+            lists = self._batch_lists(delete=True)
+            if lists is not None:
+                return list(zip(*lists, strict=True))
+        out: list[tuple[Any, Any]] = []
+        for k, v in list(self._iter_items()):
+            try:
+                del self[k]
+            except KeyError:  # deleted by someone else meanwhile: not ours to report
+                continue
+            out.append((k, v))
+        return out
+
+    def update_batch(self, items: Any, flags: int = BPF_ANY) -> None:
+        """Create or replace many entries in one call: a mapping or an iterable of
+        ``(key, value)`` pairs; flags as for update(). Nothing is written when an entry
+        does not convert (TypeError / ValueError names it)."""
+        if flags not in (BPF_ANY, BPF_NOEXIST, BPF_EXIST):
+            raise ValueError(f"map {self.name!r}: update_batch flags must be BPF_ANY, "
+                             f"BPF_NOEXIST or BPF_EXIST, got {flags!r}")
+        if isinstance(items, _Mapping):
+            keys, values = list(items), list(items.values())
+        else:
+            pairs = list(items)
+            for pair in pairs:
+                if not isinstance(pair, tuple) or len(pair) != 2:
+                    raise TypeError(f"map {self.name!r}: update_batch takes a mapping or "
+                                    f"(key, value) pairs, got {type(pair).__name__}")
+            keys, values = [k for k, _ in pairs], [v for _, v in pairs]
+        if not keys:
+            return
+        kraw = self._encode_keys(keys)
+        vraw = self._encode_values(values)
+        # The kernel's batch takes no BPF_NOEXIST/BPF_EXIST (only BPF_F_LOCK): those go
+        # key by key, after every entry converted.
+        if self.iteration == "batch" and flags == BPF_ANY:
+            count = ctypes.c_uint32(len(keys))
+            opts = libbpf.BpfMapBatchOpts(sz=ctypes.sizeof(libbpf.BpfMapBatchOpts))
+            ret = libbpf.lib().bpf_map_update_batch(
+                self.fd, _address(kraw), _address(vraw), ctypes.addressof(count),
+                ctypes.addressof(opts))
+            if ret == 0:
+                return
+            if count.value == 0 and -ret in _NO_BATCH:
+                self.iteration = "per-key"
+            else:
+                self._batch_error(ret, "update_batch", keys, count.value, flags)
+        for k, v in zip(keys, values, strict=True):
+            self.update(k, v, flags)
+
+    def delete_batch(self, keys: Any) -> None:
+        """Delete many keys in one call; a missing key raises KeyError (those before it
+        are deleted, as with the kernel's batch)."""
+        if self.kind in _ARRAY_KINDS:
+            raise TypeError(f"map {self.name!r}: {self.kind.name} entries cannot be deleted")
+        keys = list(keys)
+        if not keys:
+            return
+        kraw = self._encode_keys(keys)
+        if self.iteration == "batch":
+            count = ctypes.c_uint32(len(keys))
+            opts = libbpf.BpfMapBatchOpts(sz=ctypes.sizeof(libbpf.BpfMapBatchOpts))
+            ret = libbpf.lib().bpf_map_delete_batch(
+                self.fd, _address(kraw), ctypes.addressof(count), ctypes.addressof(opts))
+            if ret == 0:
+                return
+            if count.value == 0 and -ret in _NO_BATCH:
+                self.iteration = "per-key"
+            else:
+                self._batch_error(ret, "delete_batch", keys, count.value, BPF_ANY)
+        for k in keys:
+            del self[k]
+
+    def _encode_keys(self, keys: list[Any]) -> Any:
+        if self._key is None:
+            raise TypeError(f"map {self.name!r} ({self.kind.name}) has no keys")
+        return _encode_many(self._key, keys, self.key_size)
+
+    def _batch_error(self, ret: int, op: str, keys: list[Any], done: int, flags: int) -> None:
+        key = keys[done] if done < len(keys) else None
+        if ret == -E.ENOENT:
+            raise KeyError(key)
+        if ret == -E.EEXIST and flags == BPF_NOEXIST:
+            raise KeyError(f"map {self.name!r}: key {key!r} already exists (BPF_NOEXIST)")
+        if ret == -E.E2BIG and self.kind in _ARRAY_KINDS:
+            raise KeyError(f"map {self.name!r}: index {key!r} out of range "
+                           f"(max_entries={self.max_entries})")
+        raise self._fail(ret, f"{op} (after {done} of {len(keys)} entries)")
 
     def keys(self) -> KeysView[Any]:
         return KeysView(self)
@@ -358,11 +646,17 @@ class _ValuesView(_ValuesBase):
     _mapping: Map
 
     def __iter__(self) -> Iterator[Any]:
-        return (v for _, v in self._mapping._iter_items())
+        return self._mapping._iter_values()
 
 
 class HashMap(Map, Generic[K, V]):
-    """HASH and LRU_HASH: ``m[key] -> value``; missing keys raise KeyError."""
+    """HASH and LRU_HASH: ``m[key] -> value``; missing keys raise KeyError.
+
+    ``items()``, ``values()``, ``keys()`` and ``lookup_batch()`` read many entries per
+    bpf() call where the kernel allows (``iteration == "batch"``), else key by key.
+    """
+
+    _batchable = True
 
     if TYPE_CHECKING:  # typed views of Map's methods, without a call layer at run time
 
@@ -370,7 +664,24 @@ class HashMap(Map, Generic[K, V]):
 
         def __setitem__(self, key: K, value: V) -> None: ...
 
-        def __iter__(self) -> Iterator[K]: ...
+        def lookup_batch(self) -> list[tuple[K, V]]: ...
+
+        def lookup_and_delete_batch(self) -> list[tuple[K, V]]: ...
+
+    def __iter__(self) -> Iterator[K]:
+        if self.iteration == "batch":
+            lists = self._batch_lists()
+            if lists is not None:
+                return iter(lists[0])
+        return Map.__iter__(self)
+
+    def __len__(self) -> int:
+        # No bpf() command counts a hash map's entries: read them, in batches if possible.
+        if self.iteration == "batch":
+            lists = self._batch_lists()
+            if lists is not None:
+                return len(lists[0])
+        return Map.__len__(self)
 
     def keys(self) -> KeysView[K]:
         return KeysView(self)
@@ -409,8 +720,32 @@ class PerCPUHashMap(Map, Generic[K, V]):
     Assign a list with one value per possible CPU, or a single value for all CPUs.
     """
 
+    _batchable = True
+
     def _plain_values(self) -> bool:
         return False
+
+    def _value_stride(self) -> int:
+        return self._stride * self.ncpus
+
+    def _decode_values(self, raw: Any, n: int) -> list[Any]:
+        flat = _decode_many(self._value, raw, n * self.ncpus, self._stride)
+        c = self.ncpus
+        return [flat[i * c : (i + 1) * c] for i in range(n)]
+
+    def _encode_values(self, values: list[Any]) -> Any:
+        c = self.ncpus
+        flat: list[Any] = []
+        for value in values:
+            if isinstance(value, Sequence) and not isinstance(value, (bytes, bytearray)):
+                if len(value) != c:
+                    raise ValueError(
+                        f"map {self.name!r}: {len(value)} values given, {c} possible CPUs"
+                    )
+                flat.extend(value)
+            else:
+                flat.extend([value] * c)
+        return _encode_many(self._value, flat, self._stride)
 
     def _value_codec(self, value: CType | None, size: int) -> Codec:
         self.ncpus = libbpf.num_possible_cpus()
@@ -451,6 +786,10 @@ class PerCPUHashMap(Map, Generic[K, V]):
         def __setitem__(self, key: K, value: V | Sequence[V]) -> None: ...
 
         def __iter__(self) -> Iterator[K]: ...
+
+        def lookup_batch(self) -> list[tuple[K, list[V]]]: ...
+
+        def lookup_and_delete_batch(self) -> list[tuple[K, list[V]]]: ...
 
     def keys(self) -> KeysView[K]:
         return KeysView(self)
@@ -624,6 +963,306 @@ class MapOfMaps(_FdValues, Generic[K, M]):
 
     def values(self) -> ValuesView[M]:
         return _ValuesView(self)
+
+
+# -- kinds without plain key -> value semantics ------------------------------------------
+
+BPF_F_STACK_BUILD_ID = 1 << 5
+BPF_STACK_BUILD_ID_VALID, BPF_STACK_BUILD_ID_IP = 1, 2
+
+
+class BuildIdFrame:
+    """One frame of a BPF_F_STACK_BUILD_ID stack: ``build_id`` (bytes) and ``offset``
+    into that file when ``status`` is valid, else the raw ``ip``."""
+
+    __slots__ = ("build_id", "ip", "offset", "status")
+
+    def __init__(self, status: int, build_id: bytes, value: int) -> None:
+        self.status = status
+        self.build_id = build_id if status == BPF_STACK_BUILD_ID_VALID else b""
+        self.offset = value if status == BPF_STACK_BUILD_ID_VALID else None
+        self.ip = value if status == BPF_STACK_BUILD_ID_IP else None
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, BuildIdFrame) and (self.status, self.build_id, self.offset,
+                                                    self.ip) == (other.status, other.build_id,
+                                                                 other.offset, other.ip)
+
+    def __hash__(self) -> int:
+        return hash((self.status, self.build_id, self.offset, self.ip))
+
+    def __repr__(self) -> str:
+        if self.offset is not None:
+            return f"BuildIdFrame({self.build_id.hex()}+{self.offset:#x})"
+        return f"BuildIdFrame(ip={self.ip!r})"
+
+
+class StackTraceMap(Map):
+    """STACK_TRACE: ``stacks[stack_id]`` -> tuple of int addresses, innermost first, the
+    zero padding trimmed (tuples of BuildIdFrame with BPF_F_STACK_BUILD_ID). The id is
+    what bpf_get_stackid() returned; a negative id is the helper's error, not a stack.
+    ``ebpf_gen.runtime.symbols`` turns addresses into names."""
+
+    _index_keys = True  # key: the u32 stack id, whatever BTF gives
+    # No kernel has batch operations for stack maps (yet): tried once, then per key.
+    _batchable = True
+
+    def _decode_values(self, raw: Any, n: int) -> list[Any]:
+        size = self.value_size
+        return [self._decode_value(memoryview(raw)[i * size : (i + 1) * size])
+                for i in range(n)]
+
+    def _value_codec(self, value: CType | None, size: int) -> Codec:
+        self.build_id = bool(self.spec.flags & BPF_F_STACK_BUILD_ID)
+        return Codec(None, size, f"map {self.name!r}: value")
+
+    def _plain_values(self) -> bool:
+        return False
+
+    def _decode_value(self, buf: Any) -> tuple[Any, ...]:
+        raw = bytes(buf)
+        if self.build_id:
+            frames = []
+            for off in range(0, len(raw) - 31, 32):
+                status = int.from_bytes(raw[off : off + 4], sys.byteorder, signed=True)
+                if status == 0:  # BPF_STACK_BUILD_ID_EMPTY: the end of the stack
+                    break
+                value = int.from_bytes(raw[off + 24 : off + 32], sys.byteorder)
+                frames.append(BuildIdFrame(status, raw[off + 4 : off + 24], value))
+            return tuple(frames)
+        n = len(raw) // 8
+        addrs = memoryview(raw)[: n * 8].cast("Q").tolist()
+        while addrs and addrs[-1] == 0:
+            addrs.pop()
+        return tuple(addrs)
+
+    def __getitem__(self, stack_id: int) -> tuple[Any, ...]:
+        if isinstance(stack_id, int) and not isinstance(stack_id, bool) and stack_id < 0:
+            raise KeyError(f"map {self.name!r}: stack id {stack_id} is bpf_get_stackid()'s "
+                           f"error {-stack_id} ({E.errorcode.get(-stack_id, '?')}), not a stack")
+        result: tuple[Any, ...] = Map.__getitem__(self, stack_id)
+        return result
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        raise TypeError(f"map {self.name!r}: stack traces are written by bpf_get_stackid()")
+
+    def update(self, key: Any, value: Any, flags: int = BPF_ANY) -> None:  # type: ignore[override]
+        raise TypeError(f"map {self.name!r}: stack traces are written by bpf_get_stackid()")
+
+    if TYPE_CHECKING:
+
+        def __iter__(self) -> Iterator[int]: ...
+
+        def items(self) -> ItemsView[int, tuple[Any, ...]]: ...
+
+
+class _Keyless(Map, Generic[V]):
+    """Maps without keys (queue, stack, bloom filter): the value goes in the value slot
+    and the key pointer is NULL."""
+
+    def _op(self, fn: Any, value: Any, flags: int | None, op: str) -> int:
+        vbuf = self._new_value_buffer()
+        if value is not _NONE:
+            self._encode_value(value, vbuf)
+        if flags is None:
+            ret: int = fn(self.fd, None, ctypes.addressof(vbuf))
+        else:
+            ret = fn(self.fd, None, ctypes.addressof(vbuf), flags)
+        self._last = vbuf
+        if ret < 0 and ret != -E.ENOENT:
+            raise self._fail(ret, op)
+        return ret
+
+    def _no_keys(self, *args: object) -> Any:
+        raise TypeError(f"map {self.name!r} ({self.kind.name}) has no keys: "
+                        f"use {self._methods}")
+
+    _methods = ""
+    __getitem__ = __delitem__ = _no_keys
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._no_keys()
+
+    def update(self, key: Any, value: Any, flags: int = BPF_ANY) -> None:  # type: ignore[override]
+        self._no_keys()
+
+    def __iter__(self) -> Iterator[Any]:
+        return self._no_keys()  # type: ignore[no-any-return]
+
+    def __len__(self) -> int:
+        return self._no_keys()  # type: ignore[no-any-return]
+
+    def __contains__(self, value: object) -> bool:
+        return self._no_keys()  # type: ignore[no-any-return]
+
+
+_NONE = object()
+
+
+class Queue(_Keyless[V]):
+    """QUEUE (FIFO) and, as ``Stack``, STACK (LIFO): push/pop/peek; ``pop()`` and
+    ``peek()`` of an empty one raise IndexError, as list.pop() does."""
+
+    _methods = "push(value), pop(), peek(), drain()"
+
+    def push(self, value: V, overwrite: bool = False) -> None:
+        """Add ``value``; when full raise OverflowError, or with ``overwrite`` drop the
+        oldest element to make room (BPF_EXIST)."""
+        ret = self._op(self._update_fn, value, BPF_EXIST if overwrite else BPF_ANY, "push")
+        if ret == -E.ENOENT:  # pragma: no cover - the kernel says E2BIG when full
+            raise self._fail(ret, "push")
+
+    def _take(self, fn: Any, op: str) -> V:
+        if self._op(fn, _NONE, None, op) == -E.ENOENT:
+            raise IndexError(f"{op} from empty {self.kind.name.lower()} {self.name!r}")
+        result: V = self._decode_value(self._last)
+        return result
+
+    def pop(self) -> V:  # type: ignore[override]
+        return self._take(self._lookup_and_delete, "pop")
+
+    def peek(self) -> V:
+        return self._take(self._lookup_fn, "peek")
+
+    def drain(self) -> Iterator[V]:
+        """Pop until empty."""
+        while True:
+            try:
+                yield self.pop()
+            except IndexError:
+                return
+
+    def _fail(self, ret: int, op: str) -> Exception:
+        if ret == -E.E2BIG:
+            return OverflowError(f"map {self.name!r}: {self.kind.name} is full "
+                                 f"(max_entries={self.max_entries}); push(..., overwrite=True) "
+                                 "drops the oldest")
+        return Map._fail(self, ret, op)
+
+    @property
+    def _lookup_and_delete(self) -> Any:
+        return libbpf.lib().bpf_map_lookup_and_delete_elem
+
+
+class Stack(Queue[V]):
+    """STACK: like Queue, last in first out."""
+
+
+class BloomFilter(_Keyless[V]):
+    """BLOOM_FILTER: ``add(value)``; ``value in bf`` is False only for values never added
+    (and True, rarely, for some that were not: that is a bloom filter)."""
+
+    _methods = "add(value) and `value in filter`"
+
+    def add(self, value: V) -> None:
+        self._op(self._update_fn, value, BPF_ANY, "add")
+
+    def __contains__(self, value: object) -> bool:
+        return self._op(self._lookup_fn, value, None, "lookup") == 0
+
+
+class LpmTrieMap(HashMap[K, V]):
+    """LPM_TRIE: keys are a u32 prefix length followed by the address bytes;
+    ``m.key("10.0.0.0/8")`` or ``m.key(8, b"\\x0a")`` builds one."""
+
+    def key(self, prefix: str | int, data: bytes | int | None = None) -> Any:
+        """A key for a prefix: an "addr/len" string (IPv4 or IPv6), or a prefix length
+        and the data bytes (big-endian, zero-padded on the right)."""
+        size = self.key_size - 4
+        if isinstance(prefix, str):
+            if data is not None:
+                raise TypeError(f"map {self.name!r}: key('addr/len') takes no data")
+            import ipaddress  # only tries that take addresses need it
+
+            try:
+                net = ipaddress.ip_network(prefix, strict=False)
+            except ValueError as e:
+                raise ValueError(f"map {self.name!r}: {e}") from None
+            plen, raw = net.prefixlen, net.network_address.packed
+        else:
+            if not isinstance(prefix, int) or isinstance(prefix, bool):
+                raise TypeError(f"map {self.name!r}: prefix must be int or 'addr/len'")
+            plen = prefix
+            if isinstance(data, int) and not isinstance(data, bool):
+                if data < 0 or data.bit_length() > 8 * size:
+                    raise ValueError(f"map {self.name!r}: data {data} does not fit "
+                                     f"{size} bytes")
+                raw = data.to_bytes(size, "big")
+            elif isinstance(data, (bytes, bytearray)):
+                raw = bytes(data)
+            else:
+                raise TypeError(f"map {self.name!r}: data must be bytes or int")
+        if len(raw) > size:
+            raise ValueError(f"map {self.name!r}: {len(raw)} data bytes do not fit {size}")
+        if not 0 <= plen <= 8 * size:
+            raise ValueError(f"map {self.name!r}: prefix length {plen} out of range "
+                             f"[0, {8 * size}]")
+        blob = plen.to_bytes(4, sys.byteorder) + raw.ljust(size, b"\0")
+        if self._key is not None and self._key.kind == "object":
+            return self._key.ctype.from_buffer_copy(blob)
+        return blob
+
+
+class LocalStorage(Map, Generic[V]):
+    """TASK_STORAGE, INODE_STORAGE, SK_STORAGE, CGRP_STORAGE: the value BPF keeps for a
+    task, file, socket or cgroup, looked up by an fd of it (a pidfd, an open file, a
+    socket, a cgroup directory; any object with fileno()). ``for_pid(pid)`` opens the
+    pidfd of a task. These maps cannot be iterated."""
+
+    def _encode_key(self, key: object, buf: Any) -> None:
+        fd = key.fileno() if hasattr(key, "fileno") else key
+        if not isinstance(fd, int) or isinstance(fd, bool):
+            raise TypeError(f"map {self.name!r}: key must be an fd or have fileno(), "
+                            f"got {type(key).__name__}")
+        if not 0 <= fd <= 0x7FFFFFFF:
+            raise ValueError(f"map {self.name!r}: fd {fd} out of range")
+        ctypes.memmove(ctypes.addressof(buf), ctypes.byref(ctypes.c_int(fd)), 4)
+
+    def _fail(self, ret: int, op: str) -> Exception:
+        if ret == -E.EBADF:
+            return ValueError(f"map {self.name!r}: {op}: the fd is not open or is not "
+                              f"the kind of object a {self.kind.name} map is keyed by")
+        return Map._fail(self, ret, op)
+
+    def for_pid(self, pid: int) -> _PidFd:
+        """A pidfd of task ``pid`` to use as a key: ``with m.for_pid(pid) as t: m[t]``."""
+        return _PidFd(os.pidfd_open(pid))
+
+    def __iter__(self) -> Iterator[Any]:
+        raise TypeError(f"map {self.name!r}: {self.kind.name} maps cannot be iterated")
+
+    def __len__(self) -> int:
+        raise TypeError(f"map {self.name!r}: {self.kind.name} maps have no length")
+
+    if TYPE_CHECKING:
+
+        def __getitem__(self, key: Any) -> V: ...
+
+        def __setitem__(self, key: Any, value: V) -> None: ...
+
+
+class _PidFd:
+    __slots__ = ("fd",)
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self) -> _PidFd:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()
 
 
 _registry: dict[MapKind, type[Map]] = {}  # filled from spec.HANDLES on first use

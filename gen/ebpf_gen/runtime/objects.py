@@ -196,6 +196,34 @@ class ObjectSpec(Generic[T]):
                 f"(have: {', '.join(self.files) or 'none'})"
             ) from None
 
+    def open_pinned(self, name: str, path: str | os.PathLike[str]) -> Map:
+        """The map pinned at ``path`` (by another process, or an earlier run), as this
+        skeleton's handle for map ``name``, after checking its kind and key and value
+        sizes; the handle owns its fd (close() it, or let it be collected)."""
+        from . import pinning
+        from .maps import _OwnedFd
+
+        spec = next((m for m in self.maps if m.name == name), None)
+        if spec is None:
+            known = ", ".join(m.name for m in self.maps)
+            raise KeyError(f"{self.name}: no map {name!r}; known: {known}")
+        lib = libbpf.lib()
+        with self._open(0, 4096) as opened:  # parsed, not loaded: the object's view of it
+            ptr = opened._map(name)
+            spec = spec.replace(kind=_kind(int(lib.bpf_map__type(ptr)), spec.kind),
+                                flags=int(lib.bpf_map__map_flags(ptr)))
+            sizes = (int(lib.bpf_map__key_size(ptr)), int(lib.bpf_map__value_size(ptr)))
+        fd = pinning.open_fd(path, f"{self.name}: map {name!r}")
+        owner = _OwnedFd(fd)
+        try:
+            info = pinning.check_pinned_map(spec, fd, os.fspath(path), sizes)
+            handle = map_class(spec.kind)(spec.replace(max_entries=info.max_entries), fd, owner)
+        except BaseException:
+            owner.close()
+            raise
+        handle.pin_path = os.path.abspath(os.fspath(path))
+        return handle
+
     def data(self) -> bytes:
         """The object bytes, checked against the recorded sha256 (read once)."""
         if self._data is not None:
@@ -247,9 +275,17 @@ class ObjectSpec(Generic[T]):
         autoload: Mapping[str, Any] | None = None,  # a generated Autoload TypedDict
         log_level: int = 0,
         log_size: int = LOG_SIZE,
+        pin_root: str | os.PathLike[str] | None = None,
+        btf_path: str | os.PathLike[str] | None = None,
     ) -> OpenObject[T]:
-        """Open (parse) the object and apply the settings without loading; then ``.load()``."""
-        opened = self._open(log_level, log_size)
+        """Open (parse) the object and apply the settings without loading; then ``.load()``.
+
+        ``pin_root``: the bpffs directory where maps declared ``__uint(pinning,
+        LIBBPF_PIN_BY_NAME)`` are pinned by name (and reused when already there; libbpf's
+        default is /sys/fs/bpf). ``btf_path``: kernel BTF to relocate CO-RE programs
+        against instead of /sys/kernel/btf/vmlinux (libbpf's btf_custom_path).
+        """
+        opened = self._open(log_level, log_size, pin_root, btf_path)
         try:
             if constants:
                 opened.set_constants(constants)
@@ -262,7 +298,8 @@ class ObjectSpec(Generic[T]):
             raise
         return opened
 
-    def _open(self, log_level: int, log_size: int) -> OpenObject[T]:
+    def _open(self, log_level: int, log_size: int, pin_root: str | os.PathLike[str] | None = None,
+              btf_path: str | os.PathLike[str] | None = None) -> OpenObject[T]:
         check_uint(f"{self.name}: log_level", log_level, 32)  # u32 fields of the opts
         check_uint(f"{self.name}: log_size", log_size, 32)
         lib = libbpf.lib()
@@ -271,9 +308,19 @@ class ObjectSpec(Generic[T]):
         buf = ctypes.create_string_buffer(data, len(data))
         log_buf = _log_buffer(log_size)
         name = stem.encode()
+        pins = os.fsencode(pin_root) if pin_root is not None else None
+        btf = os.fsencode(btf_path) if btf_path is not None else None
+        if pins is not None:
+            from .pinning import require_bpffs
+
+            require_bpffs(os.fsdecode(pins), f"{self.name}: pin_root")
+        if btf is not None and not os.path.isfile(btf):
+            raise ObjectFileError(f"{self.name}: btf_path {os.fsdecode(btf)}: no such file")
         opts = libbpf.BpfObjectOpenOpts(
             sz=ctypes.sizeof(libbpf.BpfObjectOpenOpts),
             object_name=name,
+            pin_root_path=pins,
+            btf_custom_path=btf,
             kernel_log_buf=ctypes.addressof(log_buf),
             kernel_log_size=len(log_buf),
             kernel_log_level=log_level,
@@ -287,7 +334,7 @@ class ObjectSpec(Generic[T]):
                 f"{self.name}: libbpf cannot open {self.file.filename}: "
                 f"{os.strerror(err or E.EINVAL)}" + (f" ({detail})" if detail else "")
             )
-        return OpenObject(self, ptr, keep=(buf, log_buf, name), log_buf=log_buf)
+        return OpenObject(self, ptr, keep=(buf, log_buf, name, pins, btf), log_buf=log_buf)
 
     def load(
         self,
@@ -296,8 +343,11 @@ class ObjectSpec(Generic[T]):
         max_entries: Mapping[str, Any] | None = None,  # a generated MaxEntries TypedDict
         autoload: Mapping[str, Any] | None = None,  # a generated Autoload TypedDict
         log_level: int = 0,
+        pin_root: str | os.PathLike[str] | None = None,
+        btf_path: str | os.PathLike[str] | None = None,
     ) -> T:
-        """Open, apply the settings, load into the kernel; the Objects to use or close."""
+        """Open, apply the settings, load into the kernel; the Objects to use or close.
+        ``pin_root`` and ``btf_path`` as for open()."""
         log_size = LOG_SIZE
         while True:
             opened = self.open(
@@ -306,6 +356,8 @@ class ObjectSpec(Generic[T]):
                 autoload=autoload,
                 log_level=log_level,
                 log_size=log_size,
+                pin_root=pin_root,
+                btf_path=btf_path,
             )
             try:
                 return opened.load()
@@ -329,6 +381,7 @@ class OpenObject(Generic[T]):
         self._keep = keep
         self._log_buf = log_buf
         self._variables = {v.name: v for v in spec.variables}
+        self._edits: dict[str, dict[str, object]] = {}  # map name -> MapSpec changes
 
     def _ptr(self) -> int:
         if self._obj is None:
@@ -371,6 +424,58 @@ class OpenObject(Generic[T]):
             f"{self.spec.name}: set_max_entries({name!r}, {n})",
         )
 
+    def _edit(self, name: str, what: str, arg: int, ret: int, **spec: object) -> None:
+        libbpf.check(ret, f"{self.spec.name}: {what}({name!r}, {arg})")
+        self._edits.setdefault(name, {}).update(spec)
+
+    def set_value_size(self, name: str, size: int) -> None:
+        """Resize the map's values before load (libbpf-tools size stack-trace maps so:
+        ``set_value_size("stackmap", 127 * 8)``); the handle then reads raw bytes, or
+        the addresses of a StackTraceMap."""
+        self._edit(name, "set_value_size", size, libbpf.lib().bpf_map__set_value_size(
+            self._map(name), _u32(size, "set_value_size")), value=None)
+
+    def set_key_size(self, name: str, size: int) -> None:
+        """Resize the map's keys before load; the handle then takes raw bytes keys."""
+        self._edit(name, "set_key_size", size, libbpf.lib().bpf_map__set_key_size(
+            self._map(name), _u32(size, "set_key_size")), key=None)
+
+    def set_type(self, name: str, kind: int) -> None:
+        """Change the map type before load (a MapKind); the handle follows the new kind."""
+        from .spec import MapKind
+
+        try:
+            new = MapKind(kind)
+        except ValueError:
+            raise ValueError(f"{self.spec.name}: set_type({name!r}): {kind!r} is not a "
+                             "MapKind") from None
+        self._edit(name, "set_type", int(new), libbpf.lib().bpf_map__set_type(
+            self._map(name), int(new)), kind=new)
+
+    def set_map_flags(self, name: str, flags: int) -> None:
+        """Replace the map's BPF_F_* flags before load."""
+        self._edit(name, "set_map_flags", flags, libbpf.lib().bpf_map__set_map_flags(
+            self._map(name), _u32(flags, "set_map_flags")), flags=flags)
+
+    def set_autocreate(self, name: str, enabled: bool) -> None:
+        """Whether libbpf creates the map at load (off: programs using it must not load,
+        and the skeleton's attribute for it is None)."""
+        self._edit(name, "set_autocreate", int(bool(enabled)),
+                   libbpf.lib().bpf_map__set_autocreate(self._map(name), bool(enabled)))
+        self._edits[name]["_autocreate"] = bool(enabled)
+
+    def set_inner_map(self, name: str, inner: object) -> None:
+        """The inner-map template of a map of maps, from a map handle or a map fd."""
+        fd = _fd_arg(inner, f"{self.spec.name}: set_inner_map({name!r})")
+        self._edit(name, "set_inner_map", fd,
+                   libbpf.lib().bpf_map__set_inner_map_fd(self._map(name), fd))
+
+    def reuse_fd(self, name: str, existing: object) -> None:
+        """Use an existing map (a handle or an fd, e.g. of a pinned map) instead of
+        creating this one at load; libbpf checks that type and sizes match."""
+        fd = _fd_arg(existing, f"{self.spec.name}: reuse_fd({name!r})")
+        self._edit(name, "reuse_fd", fd, libbpf.lib().bpf_map__reuse_fd(self._map(name), fd))
+
     def set_autoload(self, name: str, enabled: bool) -> None:
         ptr = libbpf.lib().bpf_object__find_program_by_name(self._ptr(), name.encode())
         if not ptr:
@@ -399,6 +504,7 @@ class OpenObject(Generic[T]):
     def load(self) -> T:
         obj = self._ptr()
         lib = libbpf.lib()
+        _check_pin_paths(self.spec.name, obj)
         inners = self._inner_templates()
         self._log_buf[0] = b"\0"
         with libbpf.capture_warnings() as warnings:
@@ -408,7 +514,7 @@ class OpenObject(Generic[T]):
         objects = self.spec.objects(self.spec.name, obj, keep=self._keep)
         self._obj = None  # ownership moves to objects, which closes it on any failure below
         try:
-            _populate(objects, self.spec, obj, inners)
+            _populate(objects, _edited(self.spec, self._edits), obj, inners)
         except BaseException:
             objects.close()
             raise
@@ -523,12 +629,17 @@ def _populate(
         ptr = lib.bpf_object__find_map_by_name(obj, mspec.name.encode())
         if not ptr:
             raise RuntimeBPFError(f"{spec.name}: the object has no map {mspec.name!r}")
+        if int(lib.bpf_map__fd(ptr)) < 0:  # set_autocreate(name, False)
+            setattr(maps, mspec.attribute, None)
+            continue
         _check_sizes(
             spec.name, mspec, int(lib.bpf_map__key_size(ptr)), int(lib.bpf_map__value_size(ptr))
         )
         fd = int(lib.bpf_map__fd(ptr))
         mspec = _loaded_spec(lib, mspec, ptr, (inners or {}).get(mspec.name))
         handle = map_class(mspec.kind)(mspec, fd, objects)
+        pinned = lib.bpf_map__pin_path(ptr)  # pin_root / LIBBPF_PIN_BY_NAME
+        handle.pin_path = os.fsdecode(pinned) if pinned else None
         objects._handles.append(handle)
         setattr(maps, mspec.attribute, handle)
     programs = spec.programs_class()
@@ -557,6 +668,54 @@ def _populate(
     objects.maps = maps
     objects.programs = programs
     objects.variables = spec.variables_class(spec.variables, sections)
+
+
+def _check_pin_paths(name: str, obj: int) -> None:
+    """Maps pinned by name go to pin_root (default /sys/fs/bpf): say clearly when that is
+    not a bpffs, before libbpf fails with EINVAL."""
+    lib = libbpf.lib()
+    ptr = lib.bpf_object__next_map(obj, None)
+    while ptr:
+        path = lib.bpf_map__pin_path(ptr)
+        if path:
+            from .pinning import require_bpffs
+
+            map_name = lib.bpf_map__name(ptr).decode(errors="replace")
+            require_bpffs(os.path.dirname(os.fsdecode(path)),
+                          f"{name}: map {map_name!r} is pinned by name (LIBBPF_PIN_BY_NAME), "
+                          "but its pin root (load(pin_root=...), default /sys/fs/bpf)")
+        ptr = lib.bpf_object__next_map(obj, ptr)
+
+
+def _edited(spec: ObjectSpec[Any], edits: dict[str, dict[str, object]]) -> ObjectSpec[Any]:
+    """``spec`` with the map changes made on the open object (a shallow copy)."""
+    if not edits:
+        return spec
+    copy = object.__new__(type(spec))
+    copy.__dict__.update(spec.__dict__)
+    copy.maps = tuple(
+        m.replace(**{k: v for k, v in edits[m.name].items() if not k.startswith("_")})
+        if m.name in edits else m
+        for m in spec.maps
+    )
+    return copy
+
+
+def _u32(value: int, what: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{what}: expected an int, got {type(value).__name__}")
+    if not 0 <= value <= 0xFFFFFFFF:
+        raise ValueError(f"{what}: {value} out of range for a u32 [0, 4294967295]")
+    return value
+
+
+def _fd_arg(value: object, what: str) -> int:
+    fd = getattr(value, "fd", value)
+    if not isinstance(fd, int) or isinstance(fd, bool):
+        raise TypeError(f"{what}: expected a map handle or a map fd, got {type(value).__name__}")
+    if fd < 0:
+        raise ValueError(f"{what}: fd {fd} is closed or invalid")
+    return fd
 
 
 def _failed_program(warnings: list[str]) -> str | None:

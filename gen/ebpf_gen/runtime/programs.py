@@ -57,6 +57,20 @@ class Link:
         if self.program.owner is not None:
             self.program.owner._untrack_link(self)
 
+    def pin(self, path: str | os.PathLike[str]) -> None:
+        """Pin the link on a bpffs: the program stays attached after this process exits,
+        until ``unpin()`` (or the pin file is removed) and the last fd closes.
+        ``ebpf_gen.runtime.open_pinned_link(path)`` takes it up again."""
+        from .pinning import require_bpffs
+
+        full = os.path.abspath(os.fspath(path))
+        require_bpffs(os.path.dirname(full), f"link {self.target}")
+        libbpf.check(libbpf.lib().bpf_link__pin(self._ptr, os.fsencode(full)),
+                     f"link {self.program.name} -> {self.target}: pin at {full}")
+
+    def unpin(self) -> None:
+        libbpf.check(libbpf.lib().bpf_link__unpin(self._ptr), f"link {self.target}: unpin")
+
     def __enter__(self) -> Link:
         return self
 

@@ -247,6 +247,15 @@ HANDLES: dict[MapKind, Handle] = {
     MapKind.RINGBUF: Handle("RingBuf", "events", ("event",)),
     MapKind.ARRAY_OF_MAPS: Handle("MapOfMaps", "maps", ("key", "inner")),
     MapKind.HASH_OF_MAPS: Handle("MapOfMaps", "maps", ("key", "inner")),
+    MapKind.STACK_TRACE: Handle("StackTraceMap", "maps"),
+    MapKind.QUEUE: Handle("Queue", "maps", ("value",)),
+    MapKind.STACK: Handle("Stack", "maps", ("value",)),
+    MapKind.BLOOM_FILTER: Handle("BloomFilter", "maps", ("value",)),
+    MapKind.LPM_TRIE: Handle("LpmTrieMap", "maps", _KV),
+    MapKind.TASK_STORAGE: Handle("LocalStorage", "maps", ("value",)),
+    MapKind.INODE_STORAGE: Handle("LocalStorage", "maps", ("value",)),
+    MapKind.SK_STORAGE: Handle("LocalStorage", "maps", ("value",)),
+    MapKind.CGRP_STORAGE: Handle("LocalStorage", "maps", ("value",)),
 }
 PLAIN_HANDLE = Handle("Map", "maps")
 

@@ -1,5 +1,8 @@
 """Global variables (.data, .bss, .rodata, .data.*) read and written after load.
 
+Scalars read as values; arrays, structs and unions of a mapped writable section read as
+ctypes views onto the section, so ``objs.variables.freqs[0] = 1234`` reaches the kernel.
+
 libbpf 1.1 does not remap its copy of global data onto the kernel map after a plain
 bpf_object__load (only skeletons get that), so the runtime mmaps each BPF_F_MMAPABLE
 section map itself: a read sees what the program wrote a moment ago and a write is seen
@@ -45,6 +48,15 @@ class Section:
             self._mm = mmap.mmap(fd, size, flags=mmap.MAP_SHARED, prot=prot)
         self._closed = False
 
+    def view(self, ctype: Any, offset: int) -> Any:
+        """A ctypes object living in the mapped section (writes reach the kernel), or
+        None where the section is not mapped writable (then values are copies)."""
+        if self._closed:
+            raise RuntimeBPFError(f"section {self.name}: objects are closed")
+        if self._mm is None or self.readonly:
+            return None
+        return ctype.from_buffer(self._mm, offset)
+
     def read(self, offset: int, size: int) -> bytes:
         if self._closed:
             raise RuntimeBPFError(f"section {self.name}: objects are closed")
@@ -79,8 +91,104 @@ class Section:
     def close(self) -> None:
         self._closed = True
         if self._mm is not None:
-            self._mm.close()
+            try:  # noqa: SIM105 - contextlib costs every skeleton its import
+                self._mm.close()
+            except BufferError:
+                pass  # views handed out still use it: unmapped when the last one goes
             self._mm = None
+
+
+_COMPOUND = (ctypes.Structure, ctypes.Union, ctypes.Array)
+
+
+def _check(ctype: Any, value: object, what: str) -> Any:
+    """``value`` as ctypes would store it into a ``ctype`` slot, range- and type-checked
+    (ctypes itself truncates integers silently)."""
+    if isinstance(value, Live):
+        value = value.copy()
+    codec = Codec(ctype, ctypes.sizeof(ctype), what)
+    buf = codec.buffer()
+    if issubclass(ctype, ctypes.Array) and isinstance(value, (list, tuple)):
+        _fill(buf, value, what)
+        return buf
+    codec.encode(value, buf)
+    return buf if codec.kind == "object" else value
+
+
+def _fill(buf: Any, values: list[Any] | tuple[Any, ...], what: str) -> None:
+    if len(values) > len(buf):
+        raise ValueError(f"{what}: {len(values)} elements do not fit {len(buf)}")
+    for i, v in enumerate(values):
+        buf[i] = _check(buf._type_, v, f"{what}[{i}]")
+
+
+class Live:
+    """A view of an array, struct or union global inside the mapped section: reads see
+    the kernel's current value, writes (range-checked, unlike bare ctypes) reach it.
+    Nested arrays and structs are views too; ``copy()`` gives a detached ctypes value."""
+
+    __slots__ = ("_obj", "_what")
+
+    def __init__(self, obj: Any, what: str) -> None:
+        object.__setattr__(self, "_obj", obj)
+        object.__setattr__(self, "_what", what)
+
+    def _wrap(self, value: Any, what: str) -> Any:
+        chars = getattr(type(value), "_type_", None) is ctypes.c_char
+        if isinstance(value, _COMPOUND) and not chars:
+            return Live(value, what)
+        return value
+
+    def copy(self) -> Any:
+        return type(self._obj).from_buffer_copy(self._obj)
+
+    def _field(self, name: str) -> Any:
+        for field in getattr(type(self._obj), "_fields_", ()):
+            if field[0] == name:
+                return field[1]
+        return None
+
+    def __getattr__(self, name: str) -> Any:
+        return self._wrap(getattr(self._obj, name), f"{self._what}.{name}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        ftype = self._field(name)
+        if ftype is None:  # a Bitfield descriptor checks itself; else AttributeError
+            if not hasattr(self._obj, name):
+                raise AttributeError(f"{self._what} has no field {name!r}")
+            setattr(self._obj, name, value)
+            return
+        setattr(self._obj, name, _check(ftype, value, f"{self._what}.{name}"))
+
+    def __getitem__(self, index: int) -> Any:
+        return self._wrap(self._obj[index], f"{self._what}[{index}]")
+
+    def __setitem__(self, index: int, value: Any) -> None:
+        if not isinstance(self._obj, ctypes.Array):
+            raise TypeError(f"{self._what} is not an array")
+        if not isinstance(index, int) or not -len(self._obj) <= index < len(self._obj):
+            raise IndexError(f"{self._what}: index {index!r} out of range "
+                             f"(length {len(self._obj)})")
+        self._obj[index] = _check(self._obj._type_, value, f"{self._what}[{index}]")
+
+    def __len__(self) -> int:
+        return len(self._obj)
+
+    def __iter__(self) -> Any:
+        return (self[i] for i in range(len(self._obj)))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Live):
+            other = other.copy()
+        return bytes(self._obj) == bytes(other) if isinstance(other, _COMPOUND) else (
+            isinstance(other, (list, tuple)) and list(self) == list(other))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        if isinstance(self._obj, ctypes.Array):
+            return f"<live {self._what}: {list(self)!r}>"
+        return f"<live {self._what}: {type(self._obj).__name__}>"
 
 
 class VariablesBase:
@@ -114,7 +222,12 @@ class VariablesBase:
         """The current value of global ``name`` (by C name)."""
         spec = self._spec(name)
         codec = self._codecs[name]
-        raw = self._section(spec).read(spec.offset, codec.size)
+        section = self._section(spec)
+        if codec.kind == "object":  # arrays, structs, unions: a live view where possible
+            view = section.view(codec.ctype, spec.offset)
+            if view is not None:
+                return Live(view, f"variable {name!r}")
+        raw = section.read(spec.offset, codec.size)
         return codec.decode(codec.ctype.from_buffer_copy(raw))
 
     def set(self, name: str, value: object) -> None:
@@ -128,7 +241,12 @@ class VariablesBase:
             )
         codec = self._codecs[name]
         buf = codec.buffer()
-        codec.encode(value, buf)
+        if isinstance(value, Live):
+            value = value.copy()
+        if issubclass(codec.ctype, ctypes.Array) and isinstance(value, (list, tuple)):
+            _fill(buf, value, f"variable {name!r}")  # element by element, each checked
+        else:
+            codec.encode(value, buf)
         section.write(spec.offset, bytes(buf))
 
     def _close(self) -> None:
