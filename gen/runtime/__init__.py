@@ -16,6 +16,7 @@ from .errors import (
     RuntimeBPFError,
 )
 from .layout import Bitfield, check_layout
+from .links import FdLink, Link, LinkGroup, ProgAttachLink, TcFilterLink
 from .maps import (
     BPF_ANY,
     BPF_EXIST,
@@ -32,7 +33,7 @@ from .maps import (
     register_map_class,
 )
 from .objects import MapsBase, ObjectsBase, ObjectSpec, OpenObject, ProgramsBase
-from .programs import Link, Program
+from .programs import Program
 from .spec import MapKind, MapSpec, ObjectFile, ProgramSpec, VariableSpec
 from .variables import Variable, VariablesBase
 
@@ -71,11 +72,13 @@ __all__ = [
     "ArrayMap",
     "AttachError",
     "Bitfield",
+    "FdLink",
     "HashMap",
     "IterationAbortedError",
     "LibbpfError",
     "LibbpfUnavailableError",
     "Link",
+    "LinkGroup",
     "LoadError",
     "Map",
     "MapKind",
@@ -92,11 +95,13 @@ __all__ = [
     "PerCPUHashMap",
     "PerfEventArray",
     "ProgArray",
+    "ProgAttachLink",
     "Program",
     "ProgramSpec",
     "ProgramsBase",
     "RingBuf",
     "RuntimeBPFError",
+    "TcFilterLink",
     "TraceRecord",
     "Variable",
     "VariableSpec",

@@ -21,12 +21,13 @@ from .variables import Section, VariablesBase
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Iterator, Mapping, Sequence
     from types import TracebackType
     from typing import Any, Generic, TypeVar
 
+    from .attach_all import AttachAllResult
+    from .links import Link
     from .maps import Map
-    from .programs import Link
     from .spec import MapSpec, ObjectFile, ProgramSpec, VariableSpec
 else:  # typing costs more start-up than the whole runtime: see _generic
     from ._generic import Generic, TypeVar
@@ -48,10 +49,25 @@ class MapsBase:
 
 
 class ProgramsBase:
-    """Generated ``Programs`` classes declare one ``Program`` attribute per program."""
+    """Generated ``Programs`` classes declare one ``Program`` attribute per program.
+
+    Iterable (in the object's order), sized, and indexable by C name: ``programs["hello"]``.
+    """
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {', '.join(sorted(vars(self)))}>"
+
+    def __iter__(self) -> Iterator[Program]:
+        return (p for p in vars(self).values() if isinstance(p, Program))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def __getitem__(self, name: str) -> Program:
+        for p in self:
+            if p.name == name:
+                return p
+        raise KeyError(f"no program {name!r}; known: {', '.join(p.name for p in self)}")
 
 
 class ObjectsBase:
@@ -90,6 +106,14 @@ class ObjectsBase:
     @property
     def links(self) -> tuple[Link, ...]:
         return tuple(self._links)
+
+    def attach_all(self, *, strict: bool = False) -> AttachAllResult:
+        """Attach every loaded program whose section names its target (a libbpf skeleton's
+        ``__attach()``); the rest are listed in the result's ``skipped`` with the method each
+        needs (``strict=True`` raises instead). A failure detaches what this call attached."""
+        from .attach_all import attach_all
+
+        return attach_all(self, self._programs, strict)
 
     def close(self) -> None:
         """Detach all links, close maps and programs. Idempotent."""
@@ -360,6 +384,48 @@ class OpenObject(Generic[T]):
         libbpf.check(
             libbpf.lib().bpf_program__set_autoload(ptr, enabled),
             f"{self.spec.name}: set_autoload({name!r})",
+        )
+
+    def _program(self, name: str) -> int:
+        ptr = libbpf.lib().bpf_object__find_program_by_name(self._ptr(), name.encode())
+        if not ptr:
+            known = ", ".join(p.name for p in self.spec.programs)
+            raise KeyError(f"{self.spec.name}: no program {name!r}; known: {known}")
+        return int(ptr)
+
+    def set_attach_target(
+        self, program: str, function: str, target_program: Program | int | None = None
+    ) -> None:
+        """Before load: attach ``program`` (fentry/fexit/fmod_ret/tp_btf/lsm/freplace) to
+        kernel function ``function``, or with ``target_program`` (a loaded Program or
+        fd) to that program's global function (freplace, or fentry on a BPF program)."""
+        fd = 0
+        if target_program is not None:
+            fd = target_program.fd if isinstance(target_program, Program) else target_program
+            if not isinstance(fd, int) or fd < 0:
+                raise ValueError(f"target_program must be a loaded Program or fd, not {fd!r}")
+        libbpf.check(
+            libbpf.lib().bpf_program__set_attach_target(
+                self._program(program), fd, function.encode()
+            ),
+            f"{self.spec.name}: set_attach_target({program!r}, {function!r})",
+        )
+
+    def set_program_type(self, program: str, prog_type: int) -> None:
+        """Before load: override the program type (enum bpf_prog_type) libbpf took from
+        the section."""
+        libbpf.check(
+            libbpf.lib().bpf_program__set_type(self._program(program), prog_type),
+            f"{self.spec.name}: set_program_type({program!r}, {prog_type})",
+        )
+
+    def set_expected_attach_type(self, program: str, attach_type: int) -> None:
+        """Before load: override the expected attach type (enum bpf_attach_type)."""
+        libbpf.check(
+            libbpf.lib().bpf_program__set_expected_attach_type(
+                self._program(program), attach_type
+            ),
+            f"{self.spec.name}: set_expected_attach_type({program!r}, {attach_type})",
         )
 
     def load(self) -> T:
