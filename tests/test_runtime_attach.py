@@ -16,13 +16,22 @@ from typing import Any
 
 import pytest
 from ebpf_gen.runtime import AttachError, LinkGroup
+from ebpf_gen.runtime.diagnose import cgroup2_mounts
 from ebpf_gen.runtime.perf import online_cpus
 
 from tests.conftest import need, require_tool
 
 pytestmark = pytest.mark.kernel
 
-CGROUP2 = Path("/sys/fs/cgroup/unified")
+# This host mounts cgroup v2 beside v1 (hybrid); a pure v2 system (the VM tier) at the top.
+CGROUP2 = next(
+    (
+        Path(p)
+        for p in ("/sys/fs/cgroup/unified", *cgroup2_mounts())
+        if Path(p, "cgroup.procs").exists()
+    ),
+    Path("/sys/fs/cgroup/unified"),
+)
 PORT = 47101
 
 SRC = r"""

@@ -26,7 +26,7 @@ def tracing(kind: str, target: str, err: int) -> str | None:
     """fentry/fexit/fmod_ret/tp_btf/freplace/lsm/iter refusals."""
     if kind == "lsm":
         why = bpf_lsm_disabled()
-        if why:
+        if why and err != E.EPERM:
             return why
     if kind in ("fentry", "fexit", "fmod_ret", "freplace", "lsm") and err in (
         E.EPERM,
@@ -34,11 +34,13 @@ def tracing(kind: str, target: str, err: int) -> str | None:
         ENOTSUPP,
         E.EOPNOTSUPP,
     ):
+        lsm = bpf_lsm_disabled() if kind == "lsm" else None
         return (
-            f"the kernel refused the BPF trampoline for {kind} ({E.errorcode.get(err, err)}): "
-            "this kernel or machine cannot attach fentry/fexit/fmod_ret/LSM programs "
-            "(no CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS, a lockdown or hypervisor policy, "
-            "or an architecture without trampolines); a kprobe or tracepoint is the fallback"
+            f"the kernel refused a BPF trampoline for {kind} ({E.errorcode.get(err, err)}) "
+            "although this process has the capabilities: this kernel or machine does not "
+            "run fentry/fexit/fmod_ret/LSM programs (no CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS"
+            ", a lockdown or hypervisor policy, or no trampolines on this architecture); "
+            "a kprobe or tracepoint is the fallback" + (f"; also: {lsm}" if lsm else "")
         )
     if kind == "fmod_ret" and err == E.EINVAL:
         return (
@@ -48,6 +50,12 @@ def tracing(kind: str, target: str, err: int) -> str | None:
     if err == E.ENOENT and target:
         return f"{target!r} is not a traceable kernel function or hook on this kernel"
     return None
+
+
+def bpf_lsm_inactive() -> str | None:
+    """A definite "BPF LSM is off" (the LSM list is readable and lacks "bpf"), else None."""
+    why = bpf_lsm_disabled()
+    return why if why and why.startswith("BPF LSM is not enabled") else None
 
 
 def bpf_lsm_disabled() -> str | None:

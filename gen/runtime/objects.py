@@ -451,6 +451,9 @@ class OpenObject(Generic[T]):
         what = f"{self.spec.name}: loading"
         if program:
             what += f" program {program!r}"
+        refused = _refused_program(self.spec, program, err)
+        if refused is not None:
+            return LoadError(f"{what} failed: {refused}", errno=err, log=log, program=program)
         if err == E.EPERM or (err == E.EACCES and not log.strip()):
             return MissingCapabilityError(
                 err, f"{what}: permission denied ({_capability_report()}): {libbpf.CAPABILITY_HINT}"
@@ -518,6 +521,22 @@ def _populate(objects: ObjectsBase, spec: ObjectSpec[Any], obj: int) -> None:
     objects.maps = maps
     objects.programs = programs
     objects.variables = spec.variables_class(spec.variables, sections)
+
+
+def _refused_program(spec: ObjectSpec[Any], program: str | None, err: int) -> str | None:
+    """For a process that has every capability, why the kernel refused a trampoline
+    (fentry/fexit/fmod_ret/LSM) program: the kernel's policy, not a missing capability."""
+    if err != E.EPERM or program is None or "CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN" not in (
+        _capability_report()
+    ):
+        return None
+    from . import diagnose, sections
+
+    section = next((p.section for p in spec.programs if p.name == program), "")
+    kind = sections.kind(section)
+    if kind not in sections.TRACING:
+        return None
+    return diagnose.tracing(kind, section.partition("/")[2], err)
 
 
 def _with_max_entries(mspec: MapSpec, n: int) -> MapSpec:

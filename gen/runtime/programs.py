@@ -140,6 +140,8 @@ class Program:
                 f"target: use {need}"
             )
         prog = self._prog(f"its section {self.section!r}")
+        if sections.kind(self.section) == "lsm":
+            return self.attach_lsm()
         ptr = libbpf.lib().bpf_program__attach(prog)
         err = ctypes.get_errno()
         return self._link(ptr, self.section, None if ptr else self._diagnose_section(err))
@@ -379,7 +381,13 @@ class Program:
     def attach_lsm(self) -> Link:
         """Attach a BPF LSM program at the hook its section names (lsm/file_open)."""
         target = f"LSM hook {self.section.partition('/')[2] or '?'}"
-        ptr = libbpf.lib().bpf_program__attach_lsm(self._prog(target))
+        prog = self._prog(target)
+        from . import diagnose
+
+        inactive = diagnose.bpf_lsm_inactive()
+        if inactive:  # the kernel would attach it, and the hook would never call it
+            raise AttachError(f"attaching program {self.name!r} to {target}: {inactive}")
+        ptr = libbpf.lib().bpf_program__attach_lsm(prog)
         err = ctypes.get_errno()
         return self._link(ptr, target, None if ptr else self._diagnose_section(err))
 
