@@ -86,7 +86,7 @@ def attach(
     period: int | None,
     cpu: int | None,
     pid: int,
-) -> Link:
+) -> LinkGroup:
     if isinstance(event, str):
         if event not in EVENTS:
             raise ValueError(f"unknown perf event {event!r}; known: {', '.join(EVENTS)}")

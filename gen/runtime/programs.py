@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from typing import Protocol
 
+    from .links import LinkGroup
     from .testrun import TestRunResult
 
 KPROBE_PMU = "/sys/bus/event_source/devices/kprobe"
@@ -285,7 +286,7 @@ class Program:
         period: int | None = None,
         cpu: int | None = None,
         pid: int = -1,
-    ) -> Link:
+    ) -> LinkGroup:
         """Run the program on samples of a perf event: by default the cpu-clock software
         event on every online CPU at ``perf.DEFAULT_FREQUENCY`` Hz. ``event`` is a name
         (``cpu-clock``, ``task-clock``, ``cpu-cycles``, ``instructions``, ...) or a
@@ -293,7 +294,9 @@ class Program:
         ``cpu`` one CPU instead of all; ``pid`` one process (with every CPU)."""
         from . import perf
 
-        return self._track(perf.attach(self, event, frequency, period, cpu, pid))
+        group = perf.attach(self, event, frequency, period, cpu, pid)
+        self._track(group)
+        return group
 
     def attach_usdt(
         self,
