@@ -54,6 +54,12 @@ class VethPair:
     addr_a: str
     addr_b: str
 
+    def mac(self, dev: str) -> str:
+        ns = self.ns_a if dev == self.dev_a else self.ns_b
+        out = subprocess.run(["ip", "-n", ns, "-o", "link", "show", dev],
+                             capture_output=True, text=True, check=True).stdout
+        return out.split("link/ether ")[1].split()[0]
+
     def udp_socket(self, side: str, port: int = 0) -> socket.socket:
         """A UDP socket bound in namespace ``side`` ("a" or "b") to its address:port."""
         with inside(self.ns_a if side == "a" else self.ns_b):
@@ -88,11 +94,7 @@ def veth_pair(tag: str) -> Iterator[VethPair]:
             _ip("-n", ns, "addr", "add", f"{addr}/24", "dev", dev)
             _ip("-n", ns, "link", "set", dev, "up")
             _ip("-n", ns, "link", "set", "lo", "up")
-        mac = {}
-        for ns, dev in ((pair.ns_a, pair.dev_a), (pair.ns_b, pair.dev_b)):
-            out = subprocess.run(["ip", "-n", ns, "-o", "link", "show", dev],
-                                 capture_output=True, text=True, check=True).stdout
-            mac[dev] = out.split("link/ether ")[1].split()[0]
+        mac = {dev: pair.mac(dev) for dev in (pair.dev_a, pair.dev_b)}
         _ip("-n", pair.ns_a, "neigh", "replace", pair.addr_b, "lladdr", mac[pair.dev_b],
             "dev", pair.dev_a, "nud", "permanent")
         _ip("-n", pair.ns_b, "neigh", "replace", pair.addr_a, "lladdr", mac[pair.dev_a],

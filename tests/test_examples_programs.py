@@ -168,3 +168,26 @@ def test_profile_samples_a_busy_process() -> None:
     finally:
         rc, err = app.stop()
     assert rc == 0, err
+
+
+def test_xdp_live_frame_sends_exactly_count(pair: VethPair) -> None:
+    from generated import xdp_live_frame
+    from tests.netns import inside, receive_all
+
+    rx = pair.udp_socket("b", 47231)
+    # A veth transmits XDP frames only to a peer with XDP enabled: a pass program on b.
+    with rx, xdp_live_frame.load() as objs:
+        with inside(pair.ns_b):
+            peer = objs.programs.xdp_prog_pass.attach_xdp(pair.dev_b)
+        mac = pair.mac(pair.dev_b)
+        with peer:
+            proc = subprocess.run(
+                ["ip", "netns", "exec", pair.ns_a, sys.executable, "-m",
+                 "examples.xdp_live_frame", pair.dev_a, mac, pair.addr_a, pair.addr_b,
+                 "--port", "47231", "--count", "25", "--json"],
+                cwd=REPO, capture_output=True, text=True, timeout=WAIT,
+            )
+            assert proc.returncode == 0, proc.stderr
+            assert json.loads(proc.stdout) == {"interface": pair.dev_a, "sent": 25}
+            got = receive_all(rx, 25)
+    assert got == [b"ebpf-gen live frame"] * 25

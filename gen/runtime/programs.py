@@ -413,11 +413,15 @@ class Program:
         ctx: object = None,
         repeat: int = 1,
         data_size_out: int | None = None,
+        flags: int = 0,
     ) -> TestRunResult:
         """Run the program once (or ``repeat`` times) on ``data`` in the kernel, without
         attaching (BPF_PROG_TEST_RUN): ``.retval``, ``.data`` (the packet as the program
         left it), ``.ctx`` (``SkBuff``/``XdpMd`` for skb and XDP programs, else bytes),
-        ``.duration`` (seconds per run). ``ctx``: a ctypes struct or bytes passed in."""
+        ``.duration`` (seconds per run). ``ctx``: a ctypes struct or bytes passed in.
+        ``flags``: ``testrun.BPF_F_TEST_XDP_LIVE_FRAMES`` sends XDP_TX/REDIRECT frames for
+        real (``ctx=XdpMd(ingress_ifindex=...)``; no output then), ``BPF_F_TEST_RUN_ON_CPU``.
+        """
         from . import testrun
 
-        return testrun.run(self, data, ctx, repeat, data_size_out)
+        return testrun.run(self, data, ctx, repeat, data_size_out, flags)

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from .programs import Program
 
 c_u32, c_u64, c_u8 = ctypes.c_uint32, ctypes.c_uint64, ctypes.c_uint8
+BPF_F_TEST_RUN_ON_CPU = 1 << 0
+BPF_F_TEST_XDP_LIVE_FRAMES = 1 << 1  # XDP: act on the verdicts for real (5.18+)
 OUT_SLACK = 4096  # room for a program that grows the packet (bpf_xdp_adjust_head/tail)
 
 
@@ -133,6 +135,7 @@ def run(
     ctx: object,
     repeat: int,
     data_size_out: int | None,
+    flags: int = 0,
 ) -> TestRunResult:
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"test_run data must be bytes, not {type(data).__name__}")
@@ -163,10 +166,15 @@ def run(
     # Packet programs (a known context) get output buffers for the packet and the context;
     # the others (raw tracepoints, syscall programs) refuse any output buffer or repeat.
     packet = ctype is not None
+    if not 0 <= flags <= 0xFFFFFFFF:
+        raise ValueError(f"test_run flags out of range: {flags}")
+    live = bool(flags & BPF_F_TEST_XDP_LIVE_FRAMES)
     data_in = ctypes.create_string_buffer(data, len(data)) if data else None
-    data_out = ctypes.create_string_buffer(out_size) if out_size and (packet or data) else None
+    # Live frames leave the machine: the kernel refuses output buffers for them.
+    want_out = out_size and (packet or data) and not live
+    data_out = ctypes.create_string_buffer(out_size) if want_out else None
     cin = ctypes.create_string_buffer(ctx_in, len(ctx_in)) if ctx_in else None
-    cout = ctypes.create_string_buffer(ctypes.sizeof(ctype)) if ctype is not None else None
+    cout = ctypes.create_string_buffer(ctypes.sizeof(ctype)) if packet and not live else None
     opts = libbpf.BpfTestRunOpts(
         sz=ctypes.sizeof(libbpf.BpfTestRunOpts),
         data_in=ctypes.addressof(data_in) if data_in is not None else None,
@@ -178,6 +186,7 @@ def run(
         ctx_out=ctypes.addressof(cout) if cout is not None else None,
         ctx_size_out=len(cout) if cout is not None else 0,
         repeat=repeat if packet or repeat != 1 else 0,
+        flags=flags,
     )
     ret = libbpf.lib().bpf_prog_test_run_opts(program.fd, ctypes.byref(opts))
     if ret < 0:
