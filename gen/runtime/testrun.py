@@ -174,7 +174,7 @@ def run(
     want_out = out_size and (packet or data) and not live
     data_out = ctypes.create_string_buffer(out_size) if want_out else None
     cin = ctypes.create_string_buffer(ctx_in, len(ctx_in)) if ctx_in else None
-    cout = ctypes.create_string_buffer(ctypes.sizeof(ctype)) if packet and not live else None
+    cout = ctypes.create_string_buffer(ctypes.sizeof(ctype)) if ctype and not live else None
     opts = libbpf.BpfTestRunOpts(
         sz=ctypes.sizeof(libbpf.BpfTestRunOpts),
         data_in=ctypes.addressof(data_in) if data_in is not None else None,
