@@ -191,3 +191,24 @@ def test_xdp_live_frame_sends_exactly_count(pair: VethPair) -> None:
             assert json.loads(proc.stdout) == {"interface": pair.dev_a, "sent": 25}
             got = receive_all(rx, 25)
     assert got == [b"ebpf-gen live frame"] * 25
+
+
+ALLOC = (
+    "import mmap\n"
+    "m = mmap.mmap(-1, 32 << 20)\n"
+    "for i in range(0, 32 << 20, 4096):\n"
+    "    m[i] = 1\n"
+)
+
+
+def test_tracepoint_in_c_counts_page_allocations() -> None:
+    app = App("tracepoint_in_c", "--interval", "0.2")
+    try:
+        before = app.wait_for(lambda r: True)["mm_page_alloc"]
+        # 8192 pages touched: at least that many order-0 allocations, or a few dozen huge
+        # ones where THP serves them; either way the counter moves by more than noise.
+        subprocess.run([sys.executable, "-c", ALLOC], check=True, timeout=WAIT)
+        app.wait_for(lambda r: r["mm_page_alloc"] >= before + 16)
+    finally:
+        rc, err = app.stop()
+    assert rc == 0, err
