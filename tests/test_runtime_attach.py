@@ -73,6 +73,31 @@ int cg_egress(struct __sk_buff *skb)
     return 1;
 }
 
+__u64 connects = 0, sysctl_denied = 0;
+
+SEC("cgroup/connect4")
+int redirect_connect(struct bpf_sock_addr *ctx)
+{
+    if (ctx->user_port == bpf_htons(port + 10)) {
+        ctx->user_port = bpf_htons(port);
+        __sync_fetch_and_add(&connects, 1);
+    }
+    return 1;
+}
+
+SEC("cgroup/sysctl")
+int deny_ostype(struct bpf_sysctl *ctx)
+{
+    char name[8] = {};
+    if (bpf_sysctl_get_name(ctx, name, sizeof(name), BPF_F_SYSCTL_BASE_NAME) != 6)
+        return 1;
+    if (name[0] != 'o' || name[1] != 's' || name[2] != 't' || name[3] != 'y' ||
+        name[4] != 'p' || name[5] != 'e')
+        return 1;
+    __sync_fetch_and_add(&sysctl_denied, 1);
+    return 0;
+}
+
 SEC("perf_event")
 int on_sample(struct bpf_perf_event_data *ctx)
 {
@@ -198,6 +223,44 @@ def test_cgroup_skb_counts_and_drops_only_its_cgroup(objs: Any, subgroup: Path) 
         got = [rx.recv(100) for _ in range(6)]
     assert sorted(got) == [b"counted"] * 5 + [b"outside"]
     assert (v.cg_udp, v.cg_dropped) == (5, 3)
+
+
+SOCK_CHILD = """
+import json, socket, sys
+sys.stdin.readline()
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.connect(("127.0.0.1", {port} + 10))  # cgroup/connect4 rewrites it to {port}
+s.send(b"redirected")
+out = {{"peer": s.getpeername()[1]}}
+try:
+    open("/proc/sys/kernel/ostype").read()
+    out["ostype"] = "read"
+except PermissionError:
+    out["ostype"] = "denied"
+out["hostname"] = len(open("/proc/sys/kernel/hostname").read()) > 0
+print(json.dumps(out), flush=True)
+"""
+
+
+def test_cgroup_sock_addr_and_sysctl(objs: Any, subgroup: Path) -> None:
+    import json
+
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.bind(("127.0.0.1", PORT))
+    progs = objs.programs
+    with rx, progs.redirect_connect.attach_cgroup(subgroup), progs.deny_ostype.attach_cgroup(
+        str(subgroup)
+    ):
+        child = subprocess.Popen([sys.executable, "-c", SOCK_CHILD.format(port=PORT)],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        (subgroup / "cgroup.procs").write_text(f"{child.pid}\n")
+        out, _ = child.communicate("go\n", timeout=30)
+        rx.settimeout(1.0)
+        assert rx.recv(100) == b"redirected"
+    assert child.returncode == 0
+    assert json.loads(out) == {"peer": PORT, "ostype": "denied", "hostname": True}
+    assert (objs.variables.connects, objs.variables.sysctl_denied) == (1, 1)
+    Path("/proc/sys/kernel/ostype").read_text()  # outside the cgroup: readable
 
 
 def test_cgroup_diagnosis(objs: Any) -> None:
