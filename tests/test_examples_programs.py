@@ -212,3 +212,15 @@ def test_tracepoint_in_c_counts_page_allocations() -> None:
     finally:
         rc, err = app.stop()
     assert rc == 0, err
+
+
+def test_map_in_map_inner_maps_of_their_own_sizes() -> None:
+    proc = subprocess.run([sys.executable, "-m", "examples.map_in_map", "--seed", "7", "--json"],
+                          cwd=REPO, capture_output=True, text=True, timeout=WAIT)
+    assert proc.returncode == 0, proc.stderr
+    *inner, read = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [r["key"] for r in inner] == [0, 1, 2, 3, 4]
+    assert len({r["id"] for r in inner}) == 5 and {r["type"] for r in inner} == {2}  # ARRAY
+    assert all(r["sum"] == 0xCAFE * r["max_entries"] for r in inner)
+    assert len({r["max_entries"] for r in inner}) > 1  # sized one by one, not by the template
+    assert read == {"read_by_bpf": 0xCAFE}
