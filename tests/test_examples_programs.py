@@ -224,3 +224,30 @@ def test_map_in_map_inner_maps_of_their_own_sizes() -> None:
     assert all(r["sum"] == 0xCAFE * r["max_entries"] for r in inner)
     assert len({r["max_entries"] for r in inner}) > 1  # sized one by one, not by the template
     assert read == {"read_by_bpf": 0xCAFE}
+
+
+def test_uretprobe_prints_the_lines_bash_reads(tmp_path: Path) -> None:
+    import pty
+
+    bash = require_tool("bash")
+    app = App("uretprobe", "--binary", str(Path(bash).resolve()), "--count", "2")
+    assert app.proc.stderr is not None
+    assert "attached to readline" in app.proc.stderr.readline()
+    primary, secondary = pty.openpty()  # readline only runs on a terminal
+    shell = subprocess.Popen([bash, "--norc", "--noprofile", "-i"], stdin=secondary,
+                             stdout=secondary, stderr=secondary, close_fds=True,
+                             env={"PATH": "/usr/bin:/bin", "TERM": "dumb", "HOME": str(tmp_path)})
+    os.close(secondary)
+    try:
+        os.write(primary, b"echo ebpf-gen-one\n")
+        os.write(primary, b"true ebpf-gen-two\n")
+        lines = [app.wait_for(lambda r: True) for _ in range(2)]
+        os.write(primary, b"exit\n")
+        shell.wait(timeout=WAIT)
+    finally:
+        shell.kill()
+        os.close(primary)
+        rc, err = app.stop()
+    assert [r["line"] for r in lines] == ["echo ebpf-gen-one", "true ebpf-gen-two"]
+    assert {r["pid"] for r in lines} == {shell.pid}
+    assert rc == 0, err
