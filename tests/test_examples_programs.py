@@ -251,3 +251,22 @@ def test_uretprobe_prints_the_lines_bash_reads(tmp_path: Path) -> None:
     assert [r["line"] for r in lines] == ["echo ebpf-gen-one", "true ebpf-gen-two"]
     assert {r["pid"] for r in lines} == {shell.pid}
     assert rc == 0, err
+
+
+def test_ringbuffer_event_per_exec() -> None:
+    app = App("ringbuffer", "--attach", "tracepoint")  # other execs may come first
+    assert app.proc.stderr is not None
+    assert "attached tracepoint/syscalls/sys_enter_execve" in app.proc.stderr.readline()
+    children = []
+    for _ in range(3):
+        child = subprocess.Popen(["/bin/true"])
+        child.wait()
+        children.append(child.pid)
+    seen: list[dict[str, Any]] = []
+    while len([e for e in seen if e["pid"] in children]) < 3:  # bounded by wait_for's WAIT
+        seen.append(app.wait_for(lambda r: True))
+    rc, err = app.stop()
+    mine = [e for e in seen if e["pid"] in children]
+    # Each exec is reported by the task that calls execve: the forked python child.
+    assert [e["pid"] for e in mine] == children and rc == 0, err
+    assert all(e["comm"].startswith("python") for e in mine)
