@@ -39,7 +39,8 @@ def _trace(args: argparse.Namespace) -> int:
         while not budget.exhausted:
             for ev in events.poll(budget.remaining(0.5)):
                 comm = ev.comm.decode(errors="replace")
-                _common.emit(args.json, {"pid": ev.pid, "comm": comm}, f"pid: {ev.pid}\tcomm: {comm}")
+                text = f"pid: {ev.pid}\tcomm: {comm}"
+                _common.emit(args.json, {"pid": ev.pid, "comm": comm}, text)
                 budget.spend()
                 if budget.exhausted:
                     break
