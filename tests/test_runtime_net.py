@@ -365,3 +365,24 @@ def test_programs_iterable_and_attach_all(net: Any) -> None:
     with pytest.raises(AttachError, match="attach_all left programs unattached: xdp_filter"):
         net.attach_all(strict=True)
     assert net.links == ()  # strict failure detached what it attached
+
+
+def test_clsact_qdisc_stays_while_a_filter_of_ours_holds_it(net: Any, pair: VethPair) -> None:
+    prog = net.programs.tc_filter
+    with inside(pair.ns_a):
+        ingress = prog.attach_tc(pair.dev_a, "ingress", via="clsact")
+        egress = prog.attach_tc(pair.dev_a, "egress", via="clsact")
+
+    def qdisc() -> str:
+        return subprocess_out("ip", "netns", "exec", pair.ns_a, "tc", "qdisc", "show", "dev",
+                              pair.dev_a)
+
+    ingress.close()
+    assert "clsact" in qdisc()
+    passed = pair.udp_socket("b", PORT)
+    with passed:
+        send(pair, "a", {PORT: 2})  # the egress filter still counts
+        assert len(receive_all(passed, 2)) == 2
+    assert net.variables.tc_udp == 2
+    egress.close()
+    assert "clsact" not in qdisc()

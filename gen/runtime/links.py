@@ -103,7 +103,7 @@ class TcFilterLink(Link):
     """
 
     via = "clsact"
-    # (ifindex, attach point) -> filters placed here on a qdisc this process created
+    # (netns inode, ifindex) -> our filters (either direction) on a qdisc this process made
     _created: ClassVar[dict[tuple[int, int], int]] = {}
 
     def __init__(
@@ -120,7 +120,7 @@ class TcFilterLink(Link):
         # The ifindex means something only in the network namespace it was attached in,
         # and netlink talks to the calling thread's: keep that namespace to detach there.
         self._netns = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-        self._key = (int(hook.ifindex), int(hook.attach_point))
+        self._key = (os.fstat(self._netns).st_ino, int(hook.ifindex))
         if created_qdisc:
             TcFilterLink._created[self._key] = 0
         if self._key in TcFilterLink._created:
@@ -144,18 +144,17 @@ class TcFilterLink(Link):
         )
         lib.bpf_tc_detach(ctypes.byref(self.hook), ctypes.byref(opts))
         count = TcFilterLink._created.get(self._key)
-        if count is not None:
-            if count <= 1:
-                del TcFilterLink._created[self._key]
-                # BPF_TC_INGRESS | BPF_TC_EGRESS removes the whole clsact qdisc; only when
-                # neither direction still holds a filter of ours.
-                if not any(k[0] == self._key[0] for k in TcFilterLink._created):
-                    whole = libbpf.BpfTcHook(
-                        sz=ctypes.sizeof(libbpf.BpfTcHook), ifindex=self._key[0], attach_point=3
-                    )
-                    lib.bpf_tc_hook_destroy(ctypes.byref(whole))
-            else:
-                TcFilterLink._created[self._key] = count - 1
+        if count is None:
+            return
+        if count > 1:
+            TcFilterLink._created[self._key] = count - 1
+            return
+        del TcFilterLink._created[self._key]
+        # BPF_TC_INGRESS | BPF_TC_EGRESS: the whole clsact qdisc, which held only ours.
+        whole = libbpf.BpfTcHook(
+            sz=ctypes.sizeof(libbpf.BpfTcHook), ifindex=self._key[1], attach_point=3
+        )
+        lib.bpf_tc_hook_destroy(ctypes.byref(whole))
 
     def __repr__(self) -> str:
         state = "closed" if self._ptr is None else f"handle={self.handle} prio={self.priority}"
