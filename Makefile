@@ -17,14 +17,12 @@ gen:  ## regenerate every [tool.ebpf-gen] source into generated/ (skips unchange
 check-generated:  ## fail when generated/ is stale
 	$(PY) -m ebpf_gen.cli generate --check
 
-# mypy cannot follow setuptools' editable path hook (ebpf_gen -> gen/), so it gets the
-# package through a symlink on MYPYPATH.
+# mypy finds ebpf_gen through the editable install's .pth entry (gen/), as a user's does.
 lint:
 	$(PY) -m ruff check gen tests bench examples generated scripts
 	$(PY) -m ruff format --check generated
-	mkdir -p build/mypy-path && ln -sfn ../../gen build/mypy-path/ebpf_gen
-	MYPYPATH=build/mypy-path $(PY) -m mypy -p ebpf_gen
-	MYPYPATH=build/mypy-path $(PY) -m mypy generated examples bench
+	$(PY) -m mypy -p ebpf_gen
+	$(PY) -m mypy generated examples bench
 
 test-unit:
 	$(PY) -m pytest -q -m "not kernel and not vm"

@@ -148,7 +148,7 @@ def main() -> int:
         # ebpf_gen importable without the editable finder: the package under its own name.
         plain = work / "plain"
         plain.mkdir()
-        (plain / "ebpf_gen").symlink_to(_skel.REPO / "gen", target_is_directory=True)
+        (plain / "ebpf_gen").symlink_to(_skel.REPO / "gen" / "ebpf_gen", target_is_directory=True)
         sides = {
             "ebpf_gen": [str(_skel.PY), "-c", SKELETON_CHILD, tmp],
             "ebpf_gen -S": [str(_skel.PY), "-S", "-c", SKELETON_CHILD, tmp, str(plain)],

@@ -24,6 +24,22 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 VM_KERNEL = os.environ.get("EBPF_GEN_VM_KERNEL", "")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # The tests must test this checkout: an install of another tree (a venv made for an
+    # older layout, or for another clone) would let them pass or fail on code that is not
+    # the code under review.
+    import importlib.util
+
+    spec = importlib.util.find_spec("ebpf_gen")
+    where = Path(spec.origin).resolve().parent if spec and spec.origin else None
+    if where != REPO / "gen" / "ebpf_gen":
+        pytest.exit(
+            f"ebpf_gen imports from {where}, not this checkout's gen/ebpf_gen: "
+            "reinstall it (bash scripts/setup.sh, or .venv/bin/python -m pip install -e '.[dev]')",
+            returncode=4,
+        )
+
+
 def _missing_kernel_requirement() -> str | None:
     if os.geteuid() != 0:
         return "needs root (bpf() with CAP_BPF/CAP_SYS_ADMIN)"

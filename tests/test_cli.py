@@ -164,12 +164,22 @@ def test_source_without_btf_names_the_source(project: Path) -> None:
     assert_failed(proc, "src/hello.bpf.c (bpfel): no .BTF section", project)
 
 
-def test_regenerate_line_carries_the_options(project: Path) -> None:
-    proc = run("src/hello.bpf.c", "--target", "bpfel", "--cflags", f"{INC} -DX=1", cwd=project)
+def test_module_text_does_not_depend_on_the_invocation(project: Path) -> None:
+    # Regenerating one file as the README shows must not make `generate --check` fail: the
+    # module records no command line, options or tool version.
+    (project / "pyproject.toml").write_text(
+        f'[tool.ebpf-gen]\noutput-dir = "generated"\ncflags = ["{INC}"]\n'
+        '[[tool.ebpf-gen.source]]\npath = "src/hello.bpf.c"\n'
+    )
+    proc = run("generate", cwd=project)
     assert proc.returncode == 0, proc.stderr
-    text = " ".join((project / "generated" / "hello.py").read_text().split())  # unwrapped
-    assert (f"ebpf-gen src/hello.bpf.c --output-dir generated --target bpfel --cflags "
-            f"'{INC} -DX=1'") in text
+    by_config = (project / "generated" / "hello.py").read_text()
+    proc = run("src/hello.bpf.c", "--output-dir", "generated", "--", INC, cwd=project)
+    assert proc.returncode == 0, proc.stderr
+    assert (project / "generated" / "hello.py").read_text() == by_config
+    proc = run("generate", "--check", cwd=project)
+    assert proc.returncode == 0, proc.stderr
+    assert "--output-dir" not in by_config  # no command line in the docstring
 
 
 CLASH = """\

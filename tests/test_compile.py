@@ -1,4 +1,4 @@
-"""gen/compile.py against the real clang: flags, reproducibility, and failures."""
+"""gen/ebpf_gen/compile.py against the real clang: flags, reproducibility, and failures."""
 
 from __future__ import annotations
 

@@ -77,6 +77,14 @@ def test_object_generates_and_imports(
     )
     assert imp.returncode == 0, imp.stderr
     assert imp.stdout.strip() == stem
+    # and passes mypy --strict, finding ebpf_gen through the install as a user's mypy does
+    typed = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "--config-file",
+         "/dev/null", "--python-version", "3.10", "--follow-imports=silent", f"{stem}.py"],
+        capture_output=True, text=True, cwd=out,
+        timeout=600,
+    )  # fmt: skip
+    assert typed.returncode == 0, typed.stdout + typed.stderr
 
 
 def test_event_maps_warn_without_source(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""gen/elf.py reads ELF with struct (pyelftools costs ~35 ms of import per run); pyelftools
+"""gen/ebpf_gen/elf.py reads ELF with struct (pyelftools costs ~35 ms of import per run); pyelftools
 stays as the oracle: on every object the tests can build, in both byte orders, our sections,
 symbols and .BTF bytes must equal what pyelftools reads."""
 

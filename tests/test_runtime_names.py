@@ -1,6 +1,6 @@
 """Maps and programs whose C names are not Python attributes, from BTF to ``objs.maps.<attr>``.
 
-The generator decides each attribute (gen/naming.py) and writes it into the spec as
+The generator decides each attribute (gen/ebpf_gen/naming.py) and writes it into the spec as
 ``attr``; the runtime sets the handle there without re-deriving the rule. Covered: Python
 keywords and builtins (``class``, ``print``) straight from clang, and names that are not
 identifiers at all (``dot.map``), which C cannot spell: the test renames symbols in a
@@ -123,7 +123,7 @@ def test_specs_carry_the_attribute_the_classes_declare(names_module: ModuleType)
 def test_attr_is_written_only_where_it_differs() -> None:
     repo = Path(__file__).resolve().parent.parent
     text = (repo / "generated" / "hello_map.py").read_text()
-    assert "MapSpec(" in text and "attr=" not in text
+    assert "map_spec(" in text and "attr=" not in text
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0
-/* Golden snippet: 128-bit integers as c_uint8 * 16, aligned by explicit padding. */
+/* Golden snippet: 128-bit integers read as int over 16 raw bytes, aligned by explicit padding. */
 #include "golden.h"
 
 /* BEGIN TYPES */

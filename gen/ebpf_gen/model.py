@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .btf.types import Spec
+from .runtime.spec import HANDLES
 
 
 @dataclass(frozen=True)
@@ -64,8 +65,9 @@ class Diagnostic:
         return f"{loc}: {self.severity}: {self.message}"
 
 
-# Map types whose values are records streamed to user space (their "event type").
-EVENT_MAP_TYPES = ("PERF_EVENT_ARRAY", "RINGBUF")
+# Map types whose values are records streamed to user space (their "event type"): the
+# kinds whose runtime handle takes an event type parameter.
+EVENT_MAP_TYPES = tuple(kind.name for kind, h in HANDLES.items() if "event" in h.params)
 
 
 @dataclass(frozen=True)

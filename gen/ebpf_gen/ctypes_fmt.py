@@ -7,11 +7,14 @@ to ``_pack_ = 1`` when a member sits below its natural alignment. Bitfields beco
 ctypes bitfields only in the one case every ctypes version lays out like clang (a run of
 same-size bitfields filling storage units from a unit boundary, with nothing placed inside
 the unit's tail); otherwise they become raw byte storage (``_bitfield_N``) plus ``Bitfield``
-descriptors. Every record is then built with ctypes at generation time and compared with
-BTF, so a layout the module would get wrong fails here with a LayoutError instead.
+descriptors. Both decisions (``_pack_``, and real bitfields or raw storage) are made first by
+pure predicates over BTF (``_needs_pack``, ``_real_bitfields_fit``), then the layout is built
+once. Every record is then built with ctypes at generation time and compared with BTF, so
+a layout the module would get wrong fails here with a LayoutError instead.
 
-128-bit integers become ``ctypes.c_uint8 * 16`` (ctypes has no 128-bit type); the field's
-comment names the C type.
+128-bit integer members are stored as ``ctypes.c_uint8 * 16`` (ctypes has no 128-bit type)
+named ``_raw_N`` and read as ``int`` through a ``Bitfield`` of 128 bits; elsewhere (map keys,
+arrays of them) they stay byte arrays, with a comment naming the C type.
 """
 
 from __future__ import annotations
@@ -73,6 +76,7 @@ class Field:
     comment: str = ""  # the C type, for pointers and 128-bit integers
     c_member: bool = True  # False for padding and bitfield storage
     bit_offset: int = 0  # BTF bit offset (real bitfields)
+    enum: str = ""  # the generated IntEnum class of an enum-typed member
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,7 @@ class Record:
     fields: tuple[Field, ...]
     anonymous: tuple[str, ...]
     bitfields: tuple[BitfieldAttr, ...]
+    members: tuple[str, ...] = ()  # the C members' Python names in C order (anonymous: _anonN)
 
     @property
     def offsets(self) -> dict[str, int]:
@@ -121,14 +126,6 @@ _FLOATS = {4: Scalar("c_float", "float", 4), 8: Scalar("c_double", "float", 8)}
 
 def int_scalar(size: int, signed: bool) -> Scalar:
     return Scalar(f"c_{'' if signed else 'u'}int{size * 8}", "int", size)
-
-
-class _NeedPack(Exception):
-    pass
-
-
-class _NoRealBitfields(Exception):
-    pass
 
 
 @dataclass
@@ -242,18 +239,93 @@ class Formatter:
         return rec
 
     def _layout(self, type_id: int) -> Record:
+        """Decide the strategy (real ctypes bitfields? ``_pack_``?) from BTF alone, then
+        build the one layout it gives; ``_verify`` then checks it against ctypes."""
         t = self.spec[type_id]
         assert isinstance(t, (Struct, Union_))
-        attempts = [(False, True), (False, False), (True, False)]
-        last: Exception | None = None
-        for pack, real in attempts:
-            try:
-                return self._try_layout(t, pack=pack, real_bitfields=real)
-            except (_NeedPack, _NoRealBitfields) as e:
-                last = e
-        raise LayoutError(
-            f"{_describe(t)}: no ctypes layout reproduces BTF ({last})", where=f"type id {t.id}"
-        )
+        real = self._real_bitfields_fit(t)
+        pack = self._needs_pack(t, real_bitfields=real)
+        if pack and real:  # ctypes packs real bitfields differently: raw storage instead
+            real, pack = False, self._needs_pack(t, real_bitfields=False)
+        return self._try_layout(t, pack=pack, real_bitfields=real)
+
+    # -- the two decisions, pure predicates over BTF (as libbpf-cargo decides packing) --
+
+    def _runs(self, t: Struct | Union_) -> list[tuple[Any, list[Any]]]:
+        """Members grouped: (member, []) for a plain member, (None, run) for a bitfield run."""
+        out: list[tuple[Any, list[Any]]] = []
+        for m in t.members:
+            if not m.bitfield_size:
+                out.append((m, []))
+            elif out and out[-1][0] is None:
+                out[-1][1].append(m)
+            else:
+                out.append((None, [m]))
+        return out
+
+    def _declarable(self, run: list[Any]) -> list[Scalar] | None:
+        """The ctypes ints a run of bitfields is declared with, if ctypes can declare all."""
+        bases = [self._bitfield_base(m.type)[0] for m in run]
+        return None if any(b is None for b in bases) else bases  # type: ignore[return-value]
+
+    def _real_bitfields_fit(self, t: Struct | Union_) -> bool:
+        """Whether real ctypes bitfields reproduce BTF: every declarable run is a run of
+        same-size named bitfields filling units from a unit boundary, and nothing is placed
+        inside a unit's tail (ctypes opens a unit at the next aligned offset and fills it
+        while the next bitfield of the same size fits; clang agrees exactly then)."""
+        if isinstance(t, Union_) or self.spec.byteorder != "little":
+            return False
+        cur = 0
+        for m, run in self._runs(t):
+            if m is not None:
+                off = m.bit_offset // 8
+                if off < cur:
+                    return False
+                cur = off + self.size_of(self.ref(m.type)[0])
+                continue
+            bases = self._declarable(run)
+            if bases is None:
+                for start, end in _storage_blocks(run, union=False):
+                    if start < cur:
+                        return False
+                    cur = end
+                continue
+            unit_size = unit_start = used = 0
+            for b, base in zip(run, bases, strict=True):
+                if not b.name or (unit_size and base.size != unit_size):
+                    return False
+                if not unit_size or used + b.bitfield_size > unit_size * 8:
+                    start = b.bit_offset // (base.size * 8) * base.size
+                    if start < _align_up(cur, base.size):
+                        return False
+                    unit_start, unit_size, used = start, base.size, 0
+                    cur = start + unit_size
+                if unit_start * 8 + used != b.bit_offset:
+                    return False
+                used += b.bitfield_size
+        return cur <= t.size
+
+    def _needs_pack(self, t: Struct | Union_, *, real_bitfields: bool) -> bool:
+        """Whether ``_pack_ = 1`` is needed: a member below its natural alignment, or a size
+        that natural alignment would round up."""
+        union = isinstance(t, Union_)
+        align, natural = 1, 0
+        for m, run in self._runs(t):
+            if m is not None:
+                ref = self.ref(m.type)[0]
+                a = self.align_of(ref)
+                if not union and (m.bit_offset // 8) % a:
+                    return True
+                align = max(align, a)
+                natural = max(natural, self.size_of(ref))
+                continue
+            bases = self._declarable(run) if real_bitfields else None
+            if bases is not None:
+                align = max(align, *(b.size for b in bases))
+            natural = max(natural, *(end for _, end in _storage_blocks(run, union=union)))
+        if union:
+            return _align_up(max(natural, t.size), align) != t.size
+        return t.size % align != 0
 
     def _try_layout(self, t: Struct | Union_, *, pack: bool, real_bitfields: bool) -> Record:
         b = _Builder(
@@ -298,9 +370,26 @@ class Formatter:
                 anon_index += 1
                 anonymous.append(name)
             off = 0 if b.is_union else m.bit_offset // 8
-            self._place(b, Field(name, ref, off, comment=comment), mwhere)
+            target = self.spec.resolve(m.type)
+            if m.name and _is_wide_int(target):
+                # ctypes has no 128-bit int: raw bytes, read and written as an int through
+                # the same descriptor as bitfields kept in raw storage
+                assert isinstance(target, Int)
+                storage = b.names.take(naming.raw_storage(off))
+                self._place(b, Field(storage, ref, off, comment=comment, c_member=False), mwhere)
+                b.bitfields.append(BitfieldAttr(name, storage, 0, 8 * target.size, target.signed))
+                i += 1
+                continue
+            enum = self.names.get(target.id, "") if isinstance(target, Enum) else ""
+            self._place(b, Field(name, ref, off, comment=comment, enum=enum), mwhere)
             i += 1
         self._finish(b, t, where)
+        anon = iter(anonymous)
+        c_order = tuple(
+            naming.field_name(m.name) if m.name else next(anon)
+            for m in t.members
+            if m.name or not m.bitfield_size
+        )
         return Record(
             type_id=t.id,
             name=b.name,
@@ -312,6 +401,7 @@ class Formatter:
             fields=tuple(b.fields),
             anonymous=tuple(anonymous),
             bitfields=tuple(b.bitfields),
+            members=c_order,
         )
 
     def _place(self, b: _Builder, f: Field, where: str) -> None:
@@ -321,7 +411,7 @@ class Formatter:
             return
         align = 1 if b.pack else self.align_of(f.ctype)
         if f.offset % align:
-            raise _NeedPack(f"{where}: offset {f.offset} is not {align}-aligned")
+            raise _misplanned(where, f"offset {f.offset} is not {align}-aligned")
         if f.offset < b.cur:
             if not b.real_bitfields:
                 raise LayoutError(
@@ -329,7 +419,7 @@ class Formatter:
                     f"{b.cur})",
                     where=where,
                 )
-            raise _NoRealBitfields(where)
+            raise _misplanned(where, "real bitfields overlap")
         if _align_up(b.cur, align) != f.offset:
             b.fields.append(_pad(b, b.cur, f.offset - b.cur))
         b.fields.append(f)
@@ -387,18 +477,18 @@ class Formatter:
         for m, (base, _) in zip(run, bases, strict=True):
             assert base is not None
             if not m.name or (unit_size and base.size != unit_size):
-                raise _NoRealBitfields(f"{where}: member {m.name or '(unnamed)'}")
+                raise _misplanned(where, f"member {m.name or '(unnamed)'}")
             if not unit_size or used + m.bitfield_size > unit_size * 8:
                 natural = _align_up(b.cur, base.size)
                 start = m.bit_offset // (base.size * 8) * base.size
                 if start < natural:
-                    raise _NoRealBitfields(f"{where}: member {m.name} shares a unit")
+                    raise _misplanned(where, f"member {m.name} shares a unit")
                 if start != natural:
                     b.fields.append(_pad(b, b.cur, start - b.cur))
                 unit_start, unit_size, used = start, base.size, 0
                 b.cur = start + unit_size
             if unit_start * 8 + used != m.bit_offset:
-                raise _NoRealBitfields(f"{where}: member {m.name} at bit {m.bit_offset}")
+                raise _misplanned(where, f"member {m.name} at bit {m.bit_offset}")
             b.fields.append(
                 Field(
                     naming.field_name(m.name),
@@ -418,17 +508,17 @@ class Formatter:
                 b.fields.append(_pad(b, 0, t.size))
                 natural = t.size
             if _align_up(natural, align) != t.size:
-                raise _NeedPack(f"{where}: size {t.size}")
+                raise _misplanned(where, f"size {t.size}")
             return
         if b.cur > t.size:
             if b.real_bitfields:
-                raise _NoRealBitfields(where)
+                raise _misplanned(where, "real bitfields overlap")
             raise LayoutError(f"members end at {b.cur}, past the size {t.size}", where=where)
         if b.cur < t.size and _align_up(b.cur, align) != t.size:
             b.fields.append(_pad(b, b.cur, t.size - b.cur))
             b.cur = t.size
         if _align_up(b.cur, align) != t.size:
-            raise _NeedPack(f"{where}: size {t.size} is not a multiple of alignment {align}")
+            raise _misplanned(where, f"size {t.size} is not a multiple of alignment {align}")
 
     # -- generation-time check -------------------------------------------------------
 
@@ -483,8 +573,32 @@ def _pad(b: _Builder, offset: int, size: int) -> Field:
     return Field(b.names.take(naming.padding(offset)), ArrayOf(U8, size), offset, c_member=False)
 
 
+def _misplanned(where: str, what: str) -> LayoutError:
+    # _layout's predicates chose a strategy this builder cannot follow: a generator bug
+    return LayoutError(f"{what}: the layout plan does not hold", where=where)
+
+
+def _storage_blocks(run: list[Any], *, union: bool) -> list[tuple[int, int]]:
+    """Byte ranges [start, end) of raw bitfield storage: touching bitfields share one."""
+    blocks: list[tuple[int, int]] = []
+    for m in run:
+        bit = 0 if union else m.bit_offset
+        start, end = bit // 8, (bit + m.bitfield_size + 7) // 8
+        if blocks and start <= blocks[-1][1]:
+            blocks[-1] = (blocks[-1][0], max(blocks[-1][1], end))
+        else:
+            blocks.append((start, end))
+    return blocks
+
+
 def _align_up(n: int, align: int) -> int:
     return (n + align - 1) // align * align
+
+
+def _is_wide_int(t: Any) -> bool:
+    """An integer ctypes cannot declare (``__int128``)."""
+    return (isinstance(t, Int) and not t.encoding & IntEncoding.BOOL
+            and t.size not in (1, 2, 4, 8))  # fmt: skip
 
 
 def _is_char(t: Int) -> bool:

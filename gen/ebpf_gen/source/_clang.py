@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..compile import BPF_CFLAGS
+from ..compile import BPF_CFLAGS, INCLUDE_FLAGS
 from ..errors import SourceError
 
 # The compile's own flags (same macros, same headers), plus Debian's multiarch include
 # dir so a parse with no user cflags still finds asm/types.h.
-BASE_FLAGS = (*BPF_CFLAGS, "-I/usr/include/x86_64-linux-gnu")
+BASE_FLAGS = (*BPF_CFLAGS, *INCLUDE_FLAGS, "-I/usr/include/x86_64-linux-gnu")
 # Compile-only flags that make no sense (or take an argument) for a parse.
 _DROP_FLAGS = frozenset({"-c", "-S", "-emit-llvm", "-MD", "-MMD", "-MP"})
 _DROP_WITH_ARG = frozenset({"-o", "-MF", "-MT", "-MQ"})

@@ -1,7 +1,7 @@
 """Typed handles for BPF maps: dict-like access from user space through bpf() calls.
 
 ``Map`` is the base every map handle derives from (events.py adds PerfEventArray and
-RingBuf); ``register_map_class`` picks the handle class for a MapKind at load.
+RingBuf); ``map_class`` finds the handle class of a MapKind from ``spec.HANDLES``.
 Each handle owns preallocated key/value buffers (guarded by a lock, since ctypes drops the
 GIL during the call) so a lookup costs one ctypes call plus the conversion.
 """
@@ -16,7 +16,7 @@ from collections.abc import ItemsView, KeysView, MutableMapping, Sequence, Value
 from . import libbpf
 from .codec import Codec
 from .errors import RuntimeBPFError
-from .spec import MapKind, MapSpec
+from .spec import MapKind, MapSpec, handle_for
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
@@ -624,26 +624,23 @@ class MapOfMaps(_FdValues, Generic[K, M]):
         return _ValuesView(self)
 
 
-_registry: dict[MapKind, type[Map]] = {
-    MapKind.HASH: HashMap,
-    MapKind.LRU_HASH: HashMap,
-    MapKind.ARRAY: ArrayMap,
-    MapKind.PERCPU_HASH: PerCPUHashMap,
-    MapKind.LRU_PERCPU_HASH: PerCPUHashMap,
-    MapKind.PERCPU_ARRAY: PerCPUArrayMap,
-    MapKind.PROG_ARRAY: ProgArray,
-    MapKind.ARRAY_OF_MAPS: MapOfMaps,
-    MapKind.HASH_OF_MAPS: MapOfMaps,
-}
+_registry: dict[MapKind, type[Map]] = {}  # filled from spec.HANDLES on first use
 
 
 def register_map_class(kind: MapKind, cls: type[Map]) -> None:
-    """Use ``cls`` for maps of ``kind`` (events.py registers PerfEventArray and RingBuf)."""
+    """Use ``cls`` for maps of ``kind`` instead of the class spec.HANDLES names."""
     _registry[kind] = cls
 
 
 def map_class(kind: MapKind) -> type[Map]:
-    """The handle class for ``kind``: the registered one, else the generic Map."""
-    if kind not in _registry and kind in (MapKind.PERF_EVENT_ARRAY, MapKind.RINGBUF):
-        from . import events  # noqa: F401 - registers its classes; imported only when needed
-    return _registry.get(kind, Map)
+    """The handle class for ``kind``, as ``spec.HANDLES`` names it (else the plain Map).
+
+    The class's module is imported here, on first use: events pulls in asyncio, which only
+    objects with event maps should pay for.
+    """
+    cls = _registry.get(kind)
+    if cls is None:
+        handle = handle_for(kind)
+        module = __import__(f"{__package__}.{handle.module}", fromlist=[handle.name])
+        cls = _registry.setdefault(kind, getattr(module, handle.name))
+    return cls

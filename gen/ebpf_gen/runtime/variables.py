@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
     from typing import Any, Generic, TypeVar, overload
 
-    from .spec import VariableSpec
+    from .spec import CType, VariableSpec
 else:  # typing costs more start-up than the whole runtime: see _generic
     from ._generic import Generic, TypeVar
 
@@ -140,11 +140,25 @@ class VariablesBase:
 
 
 class Variable(Generic[T]):
-    """Descriptor for one global: ``counter = Variable[int](".bss", "counter")``."""
+    """Descriptor for one global: ``counter = Variable[int](".bss", "counter",
+    ctypes.c_uint64, offset=0)`` (C name, ctypes type and offset in its section: the one
+    line a generated module writes per variable)."""
 
-    def __init__(self, section: str, name: str) -> None:
+    def __init__(
+        self, section: str, name: str, type: CType | None = None, offset: int = 0
+    ) -> None:
         self.section = section
         self.name = name
+        self.type = type
+        self.offset = offset
+
+    @property
+    def spec(self) -> VariableSpec:
+        from .spec import VariableSpec
+
+        if self.type is None:
+            raise TypeError(f"variable {self.name!r}: declared without its ctypes type")
+        return VariableSpec(self.name, self.section, self.offset, self.type)
 
     if TYPE_CHECKING:
 

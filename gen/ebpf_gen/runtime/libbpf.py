@@ -209,6 +209,7 @@ _PROTOTYPES: dict[str, tuple[Any, list[Any]]] = {
     "bpf_map__set_max_entries": (c_int, [c_void_p, c_uint32]),
     "bpf_map__initial_value": (c_void_p, [c_void_p, ctypes.POINTER(c_size_t)]),
     "bpf_map__is_internal": (ctypes.c_bool, [c_void_p]),
+    "bpf_map__inner_map": (c_void_p, [c_void_p]),  # a map of maps' template (before load)
     "bpf_program__name": (c_char_p, [c_void_p]),
     "bpf_program__section_name": (c_char_p, [c_void_p]),
     "bpf_program__fd": (c_int, [c_void_p]),

@@ -15,7 +15,7 @@ from .errors import (
     ObjectFileError,
     RuntimeBPFError,
 )
-from .layout import Bitfield, check_layout
+from .layout import Bitfield, CEnum, CStruct, CUnion, check_layout
 from .links import FdLink, Link, LinkGroup, ProgAttachLink, TcFilterLink
 from .maps import (
     BPF_ANY,
@@ -34,7 +34,16 @@ from .maps import (
 )
 from .objects import MapsBase, ObjectsBase, ObjectSpec, OpenObject, ProgramsBase
 from .programs import Program
-from .spec import MapKind, MapSpec, ObjectFile, ProgramSpec, VariableSpec
+from .spec import (
+    NO_SETTINGS,
+    MapKind,
+    MapSpec,
+    ObjectFile,
+    ProgramSpec,
+    VariableSpec,
+    map_spec,
+    program_spec,
+)
 from .variables import Variable, VariablesBase
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
@@ -69,9 +78,13 @@ __all__ = [
     "BPF_ANY",
     "BPF_EXIST",
     "BPF_NOEXIST",
+    "NO_SETTINGS",
     "ArrayMap",
     "AttachError",
     "Bitfield",
+    "CEnum",
+    "CStruct",
+    "CUnion",
     "FdLink",
     "HashMap",
     "IterationAbortedError",
@@ -108,6 +121,8 @@ __all__ = [
     "VariablesBase",
     "check_layout",
     "map_class",
+    "map_spec",
+    "program_spec",
     "register_map_class",
     "trace_pipe",
 ]

@@ -101,6 +101,9 @@ def build_from_source(source: Path, opts: Options) -> Result:
         check_same_layout(models["little"], models["big"], where=str(source))
     primary = models.get("little") or models["big"]
     model = _analyze(source, opts, primary)
+    from .source.capacity import capacity_warnings
+
+    model = _with_diagnostics(model, capacity_warnings(model, display_path(source)))
     return _render(stem, model, objects, display_path(source), opts, inputs)
 
 
@@ -148,7 +151,6 @@ def _render(
         model,
         stem=stem,
         source=source,
-        command=opts.command,
         objects=names,
         types=opts.types,
         all_types=opts.all_types,

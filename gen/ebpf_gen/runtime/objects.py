@@ -17,7 +17,8 @@ from .codec import Codec
 from .errors import LoadError, MissingCapabilityError, ObjectFileError, RuntimeBPFError
 from .maps import map_class
 from .programs import Program
-from .variables import Section, VariablesBase
+from .spec import MapKind, MapSpec, ProgramSpec
+from .variables import Section, Variable, VariablesBase
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     from .attach_all import AttachAllResult
     from .links import Link
     from .maps import Map
-    from .spec import MapSpec, ObjectFile, ProgramSpec, VariableSpec
+    from .spec import ObjectFile, VariableSpec
 else:  # typing costs more start-up than the whole runtime: see _generic
     from ._generic import Generic, TypeVar
 
@@ -182,9 +183,13 @@ class ObjectSpec(Generic[T]):
         self.name = name
         self.package = package
         self.files = dict(files)
-        self.maps = tuple(maps)
-        self.programs = tuple(programs)
-        self.variables = tuple(variables)
+        # A generated module declares them in its classes (one line each); given explicitly,
+        # they win.
+        self.maps = tuple(maps) or _declared(maps_class, MapSpec)
+        self.programs = tuple(programs) or _declared(programs_class, ProgramSpec)
+        self.variables = tuple(variables) or tuple(
+            v.spec for v in vars(variables_class).values() if isinstance(v, Variable) and v.type
+        )
         self.objects = objects
         self.maps_class = maps_class
         self.programs_class = programs_class
@@ -254,8 +259,8 @@ class ObjectSpec(Generic[T]):
         self,
         constants: Mapping[str, object] | None = None,
         *,
-        max_entries: Mapping[str, int] | None = None,
-        autoload: Mapping[str, bool] | None = None,
+        max_entries: Mapping[str, Any] | None = None,  # a generated MaxEntries TypedDict
+        autoload: Mapping[str, Any] | None = None,  # a generated Autoload TypedDict
         log_level: int = 0,
         log_size: int = LOG_SIZE,
     ) -> OpenObject[T]:
@@ -302,8 +307,8 @@ class ObjectSpec(Generic[T]):
         self,
         constants: Mapping[str, object] | None = None,
         *,
-        max_entries: Mapping[str, int] | None = None,
-        autoload: Mapping[str, bool] | None = None,
+        max_entries: Mapping[str, Any] | None = None,  # a generated MaxEntries TypedDict
+        autoload: Mapping[str, Any] | None = None,  # a generated Autoload TypedDict
         log_level: int = 0,
     ) -> T:
         """Open, apply the settings, load into the kernel; the Objects to use or close."""
@@ -428,9 +433,25 @@ class OpenObject(Generic[T]):
             f"{self.spec.name}: set_expected_attach_type({program!r}, {attach_type})",
         )
 
+    def _inner_templates(self) -> dict[str, tuple[int, int, int]]:
+        """(type, max_entries, flags) of each map of maps' template: libbpf frees the
+        templates once it has created the maps, so they are read before load."""
+        lib = libbpf.lib()
+        out: dict[str, tuple[int, int, int]] = {}
+        for mspec in self.spec.maps:
+            if mspec.inner is None:
+                continue
+            inner = lib.bpf_map__inner_map(self._map(mspec.name))
+            if inner:
+                out[mspec.name] = (int(lib.bpf_map__type(inner)),
+                                   int(lib.bpf_map__max_entries(inner)),
+                                   int(lib.bpf_map__map_flags(inner)))  # fmt: skip
+        return out
+
     def load(self) -> T:
         obj = self._ptr()
         lib = libbpf.lib()
+        inners = self._inner_templates()
         self._log_buf[0] = b"\0"
         with libbpf.capture_warnings() as warnings:
             ret = lib.bpf_object__load(obj)
@@ -439,7 +460,7 @@ class OpenObject(Generic[T]):
         objects = self.spec.objects(self.spec.name, obj, keep=self._keep)
         self._obj = None  # ownership moves to objects, which closes it on any failure below
         try:
-            _populate(objects, self.spec, obj)
+            _populate(objects, self.spec, obj, inners)
         except BaseException:
             objects.close()
             raise
@@ -480,7 +501,40 @@ class OpenObject(Generic[T]):
         self.close()
 
 
-def _populate(objects: ObjectsBase, spec: ObjectSpec[Any], obj: int) -> None:
+def _declared(cls: type, kind: type[Any]) -> tuple[Any, ...]:
+    """The specs a generated class declares as attribute values, with their attributes."""
+    return tuple(v.replace(attr=attr) for attr, v in vars(cls).items() if isinstance(v, kind))
+
+
+def _kind(value: int, fallback: MapKind) -> MapKind:
+    try:
+        return MapKind(value)
+    except ValueError:  # a kind newer than this runtime: the plain Map handle
+        return fallback
+
+
+def _loaded_spec(lib: Any, mspec: MapSpec, ptr: int, inner: tuple[int, int, int] | None) -> MapSpec:
+    """``mspec`` with what libbpf knows of the loaded map: kind, max_entries, flags."""
+    changes: dict[str, object] = {
+        "kind": _kind(int(lib.bpf_map__type(ptr)), mspec.kind),
+        "max_entries": int(lib.bpf_map__max_entries(ptr)),
+        "flags": int(lib.bpf_map__map_flags(ptr)),
+    }
+    if mspec.inner is not None and inner is not None:
+        changes["inner"] = mspec.inner.replace(
+            kind=_kind(inner[0], mspec.inner.kind), max_entries=inner[1], flags=inner[2]
+        )
+    if all(getattr(mspec, k) == v for k, v in changes.items()):
+        return mspec
+    return mspec.replace(**changes)
+
+
+def _populate(
+    objects: ObjectsBase,
+    spec: ObjectSpec[Any],
+    obj: int,
+    inners: Mapping[str, tuple[int, int, int]] | None = None,
+) -> None:
     lib = libbpf.lib()
     maps = spec.maps_class()
     for mspec in spec.maps:
@@ -491,8 +545,7 @@ def _populate(objects: ObjectsBase, spec: ObjectSpec[Any], obj: int) -> None:
             spec.name, mspec, int(lib.bpf_map__key_size(ptr)), int(lib.bpf_map__value_size(ptr))
         )
         fd = int(lib.bpf_map__fd(ptr))
-        if mspec.max_entries != (n := int(lib.bpf_map__max_entries(ptr))):
-            mspec = _with_max_entries(mspec, n)
+        mspec = _loaded_spec(lib, mspec, ptr, (inners or {}).get(mspec.name))
         handle = map_class(mspec.kind)(mspec, fd, objects)
         objects._handles.append(handle)
         setattr(maps, mspec.attribute, handle)
@@ -501,8 +554,9 @@ def _populate(objects: ObjectsBase, spec: ObjectSpec[Any], obj: int) -> None:
         ptr = lib.bpf_object__find_program_by_name(obj, pspec.name.encode())
         if not ptr:
             raise RuntimeBPFError(f"{spec.name}: the object has no program {pspec.name!r}")
+        section = pspec.section or (lib.bpf_program__section_name(ptr) or b"").decode()
         program = Program(
-            pspec.name, pspec.section, int(lib.bpf_program__fd(ptr)), ptr=int(ptr), owner=objects
+            pspec.name, section, int(lib.bpf_program__fd(ptr)), ptr=int(ptr), owner=objects
         )
         objects._programs.append(program)
         setattr(programs, pspec.attribute, program)
@@ -537,10 +591,6 @@ def _refused_program(spec: ObjectSpec[Any], program: str | None, err: int) -> st
     if kind not in sections.TRACING:
         return None
     return diagnose.tracing(kind, section.partition("/")[2], err)
-
-
-def _with_max_entries(mspec: MapSpec, n: int) -> MapSpec:
-    return mspec.replace(max_entries=n)
 
 
 def _failed_program(warnings: list[str]) -> str | None:

@@ -11,6 +11,7 @@ than everything else in the runtime together.
 from __future__ import annotations
 
 import enum
+from types import MappingProxyType
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
@@ -59,6 +60,7 @@ class MapKind(enum.IntEnum):
     BLOOM_FILTER = 30
     USER_RINGBUF = 31
     CGRP_STORAGE = 32
+    ARENA = 33
 
 
 class _Frozen:
@@ -115,7 +117,7 @@ def _rebuild(cls: type[_F], values: tuple[object, ...]) -> _F:
 class _Named(_Frozen):
     """A spec whose handle sits on a generated class under ``attribute``.
 
-    The generator decides the attribute (``gen/naming.py``: keywords, builtins and names that
+    The generator decides the attribute (``ebpf_gen.naming``: keywords, builtins and names that
     are not identifiers are rewritten) and writes it as ``attr`` only when it differs from
     the C name; the runtime never re-derives it.
     """
@@ -208,3 +210,94 @@ class ObjectFile(_Frozen):
 
     def __init__(self, filename: str, sha256: str) -> None:
         self._init(filename=filename, sha256=sha256)
+
+
+class Handle(_Frozen):
+    """The handle class a generated module declares for a map kind.
+
+    ``params`` names the class's generic parameters by role, in order: ``"key"`` and
+    ``"value"`` (the map's BTF key/value types as Python types), ``"event"`` (the records a
+    perf or ring buffer carries), ``"inner"`` (the handle type of a map of maps'
+    ``__array(values, ...)`` template). ``()``: not generic.
+    """
+
+    _FIELDS = ("name", "module", "params")
+    __slots__ = _FIELDS
+    name: str  # the class, exported by ebpf_gen.runtime
+    module: str  # the runtime module defining it (imported when a map of the kind loads)
+    params: tuple[str, ...]
+
+    def __init__(self, name: str, module: str, params: tuple[str, ...] = ()) -> None:
+        self._init(name=name, module=module, params=params)
+
+
+_KV = ("key", "value")
+# The one table of map handles. Adding a handle class for a kind is one row here (plus the
+# class itself and its export from ebpf_gen.runtime); the generator and the loader both read
+# it, and kinds without a row get the plain ``Map``.
+HANDLES: dict[MapKind, Handle] = {
+    MapKind.HASH: Handle("HashMap", "maps", _KV),
+    MapKind.LRU_HASH: Handle("HashMap", "maps", _KV),
+    MapKind.PERCPU_HASH: Handle("PerCPUHashMap", "maps", _KV),
+    MapKind.LRU_PERCPU_HASH: Handle("PerCPUHashMap", "maps", _KV),
+    MapKind.ARRAY: Handle("ArrayMap", "maps", _KV),
+    MapKind.PERCPU_ARRAY: Handle("PerCPUArrayMap", "maps", _KV),
+    MapKind.PROG_ARRAY: Handle("ProgArray", "maps"),
+    MapKind.PERF_EVENT_ARRAY: Handle("PerfEventArray", "events", ("event",)),
+    MapKind.RINGBUF: Handle("RingBuf", "events", ("event",)),
+    MapKind.ARRAY_OF_MAPS: Handle("MapOfMaps", "maps", ("key", "inner")),
+    MapKind.HASH_OF_MAPS: Handle("MapOfMaps", "maps", ("key", "inner")),
+}
+PLAIN_HANDLE = Handle("Map", "maps")
+
+
+def handle_for(kind: MapKind) -> Handle:
+    """The handle of maps of ``kind``: its row in HANDLES, else the plain ``Map``."""
+    return HANDLES.get(kind, PLAIN_HANDLE)
+
+
+# Everything a generated module may import from ebpf_gen.runtime. The generator imports
+# exactly the names a module uses out of these, and reserves all of them (and the module's
+# own globals) so that no generated class can shadow one; a test checks that the runtime
+# exports each.
+MODULE_IMPORTS: frozenset[str] = frozenset(
+    {
+        "Bitfield", "CEnum", "CStruct", "CUnion", "check_layout",
+        "MapKind", "MapSpec", "MapsBase", "ObjectFile", "ObjectSpec", "ObjectsBase",
+        "OpenObject", "Program", "ProgramSpec", "ProgramsBase", "map_spec", "program_spec",
+        "NO_SETTINGS",
+        "Variable", "VariableSpec", "VariablesBase",
+        PLAIN_HANDLE.name,
+        *(h.name for h in HANDLES.values()),
+    }
+)  # fmt: skip
+
+
+# What a generated module writes: one line per map, program and variable, holding only what
+# the object cannot tell libbpf (the Python types, the attribute it sits under). Kind,
+# max_entries, flags and sections are libbpf's, read when the object loads.
+
+
+def map_spec(
+    name: str,
+    *,
+    key: CType | None = None,
+    value: CType | None = None,
+    event: CType | None = None,
+    inner: MapSpec | None = None,
+) -> Any:
+    """``counts: HashMap[int, int] = map_spec("counts", key=..., value=...)`` in a generated
+    Maps class: the annotation is the handle mypy sees, the value is its spec until load
+    (typed Any so that the two can share one line)."""
+    return MapSpec(name, MapKind.UNSPEC, key, value, event, inner=inner)
+
+
+def program_spec(name: str) -> Any:
+    """``hello: Program = program_spec("hello")`` in a generated Programs class."""
+    return ProgramSpec(name, "")
+
+
+# The default of a generated load()'s settings: an empty read-only mapping, typed Any so
+# that the parameter's type is the TypedDict alone (mypy then names a wrong key or value,
+# where ``TypedDict | None`` only says the whole dict does not fit).
+NO_SETTINGS: Any = MappingProxyType({})

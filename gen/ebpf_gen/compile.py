@@ -18,6 +18,7 @@ from pathlib import Path
 from .errors import CompileError
 
 TARGETS = ("bpfel", "bpfeb")
+INCLUDE_DIR = Path(__file__).resolve().parent / "include"
 # Flags that decide what the preprocessor and compiler see; source analysis parses with
 # the same ones, or a struct's layout (and which #if branch defines it) could differ.
 BPF_CFLAGS = (
@@ -26,6 +27,9 @@ BPF_CFLAGS = (
     # bpf_tracing.h's PT_REGS_* macros need an architecture; bpf2go defaults to the host's
     "-D__TARGET_ARCH_x86",
 )
+# <ebpf_gen/events.bpf.h> (ring buffer helpers that count drops), shipped with the package;
+# its path in line info is mapped like the source's, so objects do not name the install.
+INCLUDE_FLAGS = (f"-I{INCLUDE_DIR}", f"-fdebug-prefix-map={INCLUDE_DIR}=/ebpf-gen/include")
 BYTEORDER = {"bpfel": "little", "bpfeb": "big"}
 
 
@@ -54,6 +58,7 @@ def clang_command(
         f"-fdebug-prefix-map={srcdir}=.",
         "-fdebug-compilation-dir",
         ".",  # DW_AT_comp_dir / BTF.ext file names must not name the build machine's cwd
+        *INCLUDE_FLAGS,
         "-c",
         str(source.resolve()),
         "-o",

@@ -15,44 +15,10 @@ from .btf.types import Array, DataSec, FuncProto, Kind, Ptr, Spec, Struct, Var
 from .elf import ElfObject, exposed, fixup_btf, parse_elf, read_bytes
 from .errors import BTFError, ElfError
 from .model import MapDef, ObjectModel, ProgramDef, VariableDef
+from .runtime.spec import MapKind
 
-# enum bpf_map_type from include/uapi/linux/bpf.h (tests check it against the header)
-MAP_TYPES: dict[int, str] = {
-    0: "UNSPEC",
-    1: "HASH",
-    2: "ARRAY",
-    3: "PROG_ARRAY",
-    4: "PERF_EVENT_ARRAY",
-    5: "PERCPU_HASH",
-    6: "PERCPU_ARRAY",
-    7: "STACK_TRACE",
-    8: "CGROUP_ARRAY",
-    9: "LRU_HASH",
-    10: "LRU_PERCPU_HASH",
-    11: "LPM_TRIE",
-    12: "ARRAY_OF_MAPS",
-    13: "HASH_OF_MAPS",
-    14: "DEVMAP",
-    15: "SOCKMAP",
-    16: "CPUMAP",
-    17: "XSKMAP",
-    18: "SOCKHASH",
-    19: "CGROUP_STORAGE",
-    20: "REUSEPORT_SOCKARRAY",
-    21: "PERCPU_CGROUP_STORAGE",
-    22: "QUEUE",
-    23: "STACK",
-    24: "SK_STORAGE",
-    25: "DEVMAP_HASH",
-    26: "STRUCT_OPS",
-    27: "RINGBUF",
-    28: "INODE_STORAGE",
-    29: "TASK_STORAGE",
-    30: "BLOOM_FILTER",
-    31: "USER_RINGBUF",
-    32: "CGRP_STORAGE",
-    33: "ARENA",
-}
+# enum bpf_map_type: the runtime's MapKind is the one table (tests check it against the header)
+MAP_TYPES: dict[int, str] = {int(kind): kind.name for kind in MapKind}
 _MAP_IN_MAP = ("ARRAY_OF_MAPS", "HASH_OF_MAPS")
 # Members libbpf accepts that the model has no use for
 _IGNORED_MEMBERS = ("numa_node", "map_extra")

@@ -13,21 +13,20 @@ import re
 from collections.abc import Iterable
 
 from .errors import GenError
+from .runtime.spec import MODULE_IMPORTS
 
 _SAFE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9_]")
 
-# Module-level names of a generated module: a class may not take one of these.
-RESERVED_MODULE_NAMES = frozenset(
-    {
-        "annotations", "ctypes", "enum", "Mapping", "C_TYPES", "OBJECT", "load", "open",
-        "Maps", "Programs", "Variables", "Objects",
-        "Bitfield", "HashMap", "PerCPUHashMap", "ArrayMap", "PerCPUArrayMap", "ProgArray",
-        "PerfEventArray", "RingBuf", "Map", "MapKind", "MapSpec", "ObjectFile", "ObjectSpec",
-        "ObjectsBase", "MapsBase", "Program", "ProgramsBase", "ProgramSpec", "Variable",
-        "VariablesBase", "VariableSpec", "check_layout", "OpenObject",
-    }
+# The generator's own module-level names: stdlib imports and what the module defines.
+MODULE_GLOBALS = frozenset(
+    {"annotations", "ctypes", "enum", "Mapping", "TypedDict", "C_TYPES", "OBJECT", "load", "open",
+     "Maps", "Programs", "Variables", "Objects", "Constants", "Autoload", "MaxEntries",
+     "TYPE_CHECKING", "Final", "Sequence"}
 )  # fmt: skip
+# A class may not take a module-level name: the module's own, or any it may import from the
+# runtime (spec.MODULE_IMPORTS, the one list of them).
+RESERVED_MODULE_NAMES = MODULE_GLOBALS | MODULE_IMPORTS
 _BUILTINS = frozenset(dir(builtins))
 # Members an IntEnum class already has: a C enumerator may not hide them.
 _ENUM_ATTRS = frozenset({"name", "value", "mro"})
@@ -104,6 +103,11 @@ def padding(offset: int) -> str:
 
 def bitfield_storage(offset: int) -> str:
     return f"_bitfield_{offset}"
+
+
+def raw_storage(offset: int) -> str:
+    """The bytes behind a member ctypes cannot declare (a 128-bit integer)."""
+    return f"_raw_{offset}"
 
 
 def section_name(section: str) -> str:
