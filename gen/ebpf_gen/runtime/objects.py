@@ -466,13 +466,21 @@ class OpenObject(Generic[T]):
             raise
         return objects
 
+    def _section_of(self, program: str | None) -> str:
+        """The ELF section of ``program`` as libbpf read it ("" when unknown)."""
+        if program is None or self._obj is None:
+            return ""
+        lib = libbpf.lib()
+        ptr = lib.bpf_object__find_program_by_name(self._obj, program.encode())
+        return (lib.bpf_program__section_name(ptr) or b"").decode() if ptr else ""
+
     def _load_error(self, err: int, warnings: list[str]) -> Exception:
         log = self._log_buf.value.decode("utf-8", "replace")
         program = _failed_program(warnings)
         what = f"{self.spec.name}: loading"
         if program:
             what += f" program {program!r}"
-        refused = _refused_program(self.spec, program, err)
+        refused = _refused_program(self._section_of(program), err)
         if refused is not None:
             return LoadError(f"{what} failed: {refused}", errno=err, log=log, program=program)
         if err == E.EPERM or (err == E.EACCES and not log.strip()):
@@ -577,16 +585,15 @@ def _populate(
     objects.variables = spec.variables_class(spec.variables, sections)
 
 
-def _refused_program(spec: ObjectSpec[Any], program: str | None, err: int) -> str | None:
+def _refused_program(section: str, err: int) -> str | None:
     """For a process that has every capability, why the kernel refused a trampoline
     (fentry/fexit/fmod_ret/LSM) program: the kernel's policy, not a missing capability."""
-    if err != E.EPERM or program is None or "CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN" not in (
+    if err != E.EPERM or not section or "CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN" not in (
         _capability_report()
     ):
         return None
     from . import diagnose, sections
 
-    section = next((p.section for p in spec.programs if p.name == program), "")
     kind = sections.kind(section)
     if kind not in sections.TRACING:
         return None
