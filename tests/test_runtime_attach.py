@@ -19,7 +19,7 @@ from ebpf_gen.runtime import AttachError, LinkGroup
 from ebpf_gen.runtime.diagnose import cgroup2_mounts
 from ebpf_gen.runtime.perf import online_cpus
 
-from tests.conftest import need, require_tool
+from tests.conftest import VM_KERNEL, need, require_tool
 
 pytestmark = pytest.mark.kernel
 
@@ -305,7 +305,10 @@ def test_perf_event_period_counts_cpu_time(objs: Any) -> None:
         used = burn(0.4)
     n = objs.variables.samples
     expected = used * 1e9 / period_ns
-    assert 0.6 * expected <= n <= 1.2 * expected + 2, (n, expected)
+    # Never more samples than the CPU time allows; fewer under emulation, where the kernel
+    # throttles sampling it finds too slow (perf_event_max_sample_rate drops).
+    low = 0.2 if VM_KERNEL else 0.6
+    assert low * expected <= n <= 1.2 * expected + 2, (n, expected)
 
 
 def test_perf_event_errors(objs: Any) -> None:
