@@ -2,7 +2,7 @@
 PY ?= .venv/bin/python
 KERNEL ?= 5.10 6.1 6.12
 
-.PHONY: setup venv gen check-generated lint test test-unit test-kernel vmtest bench clean
+.PHONY: setup venv gen check-generated lint test test-unit test-kernel vmtest bench fuzz clean
 
 setup:  ## system packages + .venv (idempotent; what .ci/run calls)
 	bash scripts/setup.sh
@@ -35,6 +35,14 @@ vmtest:  ## boot stock Debian kernels under qemu and run the kernel tier inside 
 
 test: lint check-generated
 	$(PY) -m pytest -q
+
+# Coverage-guided fuzzing of the generator (tests/fuzz/fuzz_generator.py, atheris). The test
+# suite runs a bounded seeded pass every time (tests/test_fuzz.py); this runs for as long as
+# asked. Crashers land in build/fuzz-crashes/. FUZZ_ARGS: more libFuzzer flags (-runs=N), or
+# --allow-known to get past the classes listed in tests/fuzz/target.py KNOWN_OPEN.
+FUZZ_SECONDS ?= 60
+fuzz:
+	$(PY) tests/fuzz/fuzz_generator.py -max_total_time=$(FUZZ_SECONDS) $(FUZZ_ARGS)
 
 bench:
 	$(PY) bench/gen_speed.py

@@ -196,8 +196,10 @@ char LICENSE[] SEC("license") = "GPL";
 
 
 @pytest.mark.parametrize(("map2", "prog2", "message"), [
-    ("print_", "other", "map print_: Python name 'print_' is already used (two maps"),
-    ("other", "list_", "program list_: Python name 'list_' is already used (two programs"),
+    ("print_", "other",
+     "src/hello.bpf.c: map print_: Python name 'print_' is already used (two maps"),
+    ("other", "list_",
+     "src/hello.bpf.c: program list_: Python name 'list_' is already used (two programs"),
 ])
 def test_names_escaping_alike_fail(project: Path, map2: str, prog2: str, message: str) -> None:
     # `print` escapes to `print_`; a second `print_` would hide it from the runtime

@@ -17,8 +17,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from . import naming
-from .btf.types import Array, Enum, Kind, Spec, Struct, Typedef, Union_
-from .errors import GenError
+from .btf.types import Array, Enum, Int, Kind, Spec, Struct, Typedef, Union_
+from .errors import MAX_NESTING, GenError
 from .model import ObjectModel
 
 _RECORD_KINDS = (Kind.STRUCT, Kind.UNION, Kind.ENUM)
@@ -99,20 +99,29 @@ def collect(
 
 
 class _Walker:
+    """Finds the types roots hold by value. Recursive over struct/union members, but
+    bounded: a type reached again while its own members are being walked contains itself
+    by value (an error, as in C), and nesting deeper than ``MAX_NESTING`` levels of
+    structs, unions and arrays is refused before any later walk could exhaust Python's
+    stack or the module's expressions its parser."""
+
     def __init__(self, spec: Spec) -> None:
         self.spec = spec
         self.found: dict[int, _Origin | None] = {}  # None: a named type
         self.deps: dict[int, set[int]] = {}
         self.typedefs: set[int] = set()
         self.typedef_names: dict[int, str] = {}  # anonymous type -> the typedef naming it
+        self._depth: dict[int, int] = {}  # levels below each struct/union/enum walked
+        self._active: list[int] = []  # the structs/unions whose members are being walked
 
     def root(self, type_id: int, hint: str) -> None:
-        self._visit(type_id, _Origin(None, None, 0, 0, hint))
+        self._visit(type_id, _Origin(None, None, 0, 0, hint), 0)
 
-    def _visit(self, type_id: int, origin: _Origin) -> int | None:
+    def _visit(self, type_id: int, origin: _Origin, level: int) -> tuple[int | None, int]:
         """Record the struct/union/enum behind ``type_id``; return its id (None for
-        scalars and pointers)."""
+        scalars and pointers) and how many levels it nests, counted from ``type_id``."""
         t = self.spec[type_id]
+        arrays = 0
         seen = 0
         while True:
             seen += 1
@@ -127,27 +136,95 @@ class _Walker:
                         self.typedef_names[target.id] = t.name
                 t = self.spec[t.type]
             elif isinstance(t, Array):
+                arrays += 1
                 t = self.spec[t.type]
             elif t.kind in (Kind.CONST, Kind.VOLATILE, Kind.RESTRICT, Kind.TYPE_TAG):
                 t = self.spec[t.type]  # type: ignore[union-attr]
             else:
                 break
         if not isinstance(t, (Struct, Union_, Enum)):
-            return None
+            return None, arrays
+        if t.id in self._active:
+            cycle = [*self._active[self._active.index(t.id) :], t.id]
+            raise GenError(
+                "contains itself by value: "
+                + " -> ".join(_describe_id(self.spec, tid) for tid in cycle),
+                where=f"type id {t.id}",
+            )
         if t.id in self.found:
-            return t.id
+            depth = arrays + self._depth.get(t.id, 1)
+            self._check_depth(t.id, level + depth)
+            return t.id, depth
         self.found[t.id] = None if t.name else origin
         deps = self.deps.setdefault(t.id, set())
+        below = 0
         if isinstance(t, (Struct, Union_)):
+            self._check_depth(t.id, level + arrays + 1)
+            self._active.append(t.id)
             unnamed = 0
+            _check_members(self.spec, t)
             for pos, m in enumerate(t.members):
+                if not m.name and not isinstance(self.spec.resolve(m.type), (Struct, Union_)):
+                    # C has no unnamed members but anonymous structs/unions (clang leaves
+                    # unnamed bitfields out of BTF): nothing could name this one in Python.
+                    raise GenError(
+                        f"member #{pos} of {_describe_id(self.spec, t.id)} has no name and "
+                        f"is of kind {self.spec.resolve(m.type).kind.name}, not a struct or union",
+                        where=f"type id {t.id}",
+                    )
                 child = _Origin(t.id, m.name or None, unnamed, pos)
-                dep = self._visit(m.type, child)
+                dep, depth = self._visit(m.type, child, level + arrays + 1)
+                below = max(below, depth)
                 if not m.name and dep is not None:
                     unnamed += 1
                 if dep is not None:
                     deps.add(dep)
-        return t.id
+            self._active.pop()
+        self._depth[t.id] = below + 1
+        return t.id, arrays + below + 1
+
+    def _check_depth(self, type_id: int, level: int) -> None:
+        if level > MAX_NESTING:
+            raise GenError(
+                f"{_describe_id(self.spec, type_id)} is nested more than {MAX_NESTING} levels "
+                "deep (structs, unions and arrays inside each other)",
+                where=f"type id {type_id}",
+            )
+
+
+def _check_members(spec: Spec, t: Struct | Union_) -> None:
+    """What the kernel's btf_struct_check_members and btf_int_check_kflag_member refuse,
+    and a layout would otherwise turn into a module that fails at import: struct members
+    out of offset order, bitfields of a type that is not an integer or enum, members past
+    the end of their struct."""
+    last = 0
+    for pos, m in enumerate(t.members):
+        where = f"member #{pos} ({m.name or 'unnamed'}) of {_describe_id(spec, t.id)}"
+        if isinstance(t, Struct):
+            if m.bit_offset < last:
+                raise GenError(f"{where}: bit offset {m.bit_offset} is before the previous "
+                               f"member's ({last})", where=f"type id {t.id}")
+            last = m.bit_offset
+        if m.bitfield_size:
+            base = spec.resolve(m.type)
+            if not isinstance(base, (Int, Enum)):
+                raise GenError(f"{where}: a {m.bitfield_size}-bit bitfield of kind "
+                               f"{base.kind.name}, not an integer or enum",
+                               where=f"type id {t.id}")
+            if m.bitfield_size > 8 * base.size:
+                raise GenError(f"{where}: a {m.bitfield_size}-bit bitfield of a "
+                               f"{base.size}-byte type", where=f"type id {t.id}")
+        if m.bit_offset + m.bitfield_size > 8 * t.size:
+            raise GenError(f"{where}: bit offset {m.bit_offset} is past the end of its "
+                           f"{t.size}-byte {t.kind.name.lower()}", where=f"type id {t.id}")
+
+
+def _describe_id(spec: Spec, type_id: int) -> str:
+    t = spec[type_id]
+    word = t.kind.name.lower()
+    return f"{word} {t.name} (type id {type_id})" if t.name else (
+        f"anonymous {word} (type id {type_id})"
+    )
 
 
 def _c_name(spec: Spec, tid: int, walker: _Walker) -> str:

@@ -8,6 +8,9 @@ patch so offsets here are the ones libbpf and the kernel use.
 from __future__ import annotations
 
 import dataclasses
+import errno
+import os
+import stat
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -97,14 +100,54 @@ class ElfObject:
         return index
 
 
-def read_bytes(path: Path) -> bytes:
-    """The bytes of an object file; unreadable input is an ElfError naming ``path``."""
+# No BPF object comes near this (vmlinux's whole BTF is ~6 MiB); past it, a file is
+# refused before it is read rather than read without bound.
+MAX_OBJECT_SIZE = 256 << 20
+
+
+def read_bytes(path: Path, *, limit: int = MAX_OBJECT_SIZE) -> bytes:
+    """The bytes of an object file; unreadable input is an ElfError naming ``path``.
+
+    Only a regular file is read: it is opened with O_NONBLOCK (a FIFO must not block
+    the open) and checked with fstat on the opened descriptor (no race with a rename),
+    and a file larger than ``limit`` is refused (``/dev/zero`` never ends).
+    """
+    where = str(path)
     try:
-        return path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except IsADirectoryError as e:
-        raise ElfError("is a directory, not an ELF object", where=str(path)) from e
+        raise ElfError("is a directory, not an ELF object", where=where) from e
     except OSError as e:
-        raise ElfError(f"cannot read: {e.strerror}", where=str(path)) from e
+        if e.errno == errno.ELOOP:
+            raise ElfError("too many levels of symbolic links", where=where) from e
+        raise ElfError(f"cannot read: {e.strerror}", where=where) from e
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise ElfError("is a directory, not an ELF object", where=where)
+        if not stat.S_ISREG(st.st_mode):
+            raise ElfError(f"is a {_file_kind(st.st_mode)}, not a regular file", where=where)
+        if st.st_size > limit:
+            raise ElfError(f"{st.st_size} bytes, more than the {limit} an object may have",
+                           where=where)
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read(limit + 1)
+        if len(data) > limit:  # grew while being read
+            raise ElfError(f"more than the {limit} bytes an object may have", where=where)
+        return data
+    except OSError as e:
+        raise ElfError(f"cannot read: {e.strerror or e}", where=where) from e
+    finally:
+        os.close(fd)
+
+
+def _file_kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "FIFO"), (stat.S_ISCHR, "character device"),
+                       (stat.S_ISBLK, "block device"), (stat.S_ISSOCK, "socket")):
+        if test(mode):
+            return name
+    return "special file"
 
 
 def read_elf(path: Path) -> ElfObject:

@@ -19,7 +19,7 @@ from functools import cache
 from pathlib import Path
 
 from .compile import BYTEORDER, TARGETS, compile_bpf, tool_version
-from .errors import ConfigError, LayoutError, OutputError
+from .errors import ConfigError, InternalError, LayoutError, OutputError, guarded
 from .model import Diagnostic, ObjectModel, no_source_diagnostics
 
 _PKG = __name__.rpartition(".")[0]
@@ -65,7 +65,11 @@ def check_stem(stem: str) -> str:
 
 def display_path(path: Path) -> str:
     """``path`` relative to the cwd (the project root), with '/': no absolute paths in output."""
-    return Path(os.path.relpath(path.resolve(), Path.cwd().resolve())).as_posix()
+    try:
+        absolute = path.resolve()
+    except (OSError, RuntimeError):  # a symlink loop: reading it fails with a clear error
+        absolute = path.absolute()
+    return Path(os.path.relpath(absolute, Path.cwd().resolve())).as_posix()
 
 
 def build_from_source(source: Path, opts: Options) -> Result:
@@ -95,27 +99,46 @@ def build_from_source(source: Path, opts: Options) -> Result:
             inputs = result.inputs
             data = read_bytes(out)
             # Named after the source: the temporary object is gone when the user reads it
-            models[BYTEORDER[target]] = object_model(data, f"{source} ({target})")
+            with guarded(f"{source} ({target})"):
+                models[BYTEORDER[target]] = object_model(data, f"{source} ({target})")
             objects[BYTEORDER[target]] = data
-    if len(models) == 2:
-        check_same_layout(models["little"], models["big"], where=str(source))
-    primary = models.get("little") or models["big"]
-    model = _analyze(source, opts, primary)
-    from .source.capacity import capacity_warnings
+    with guarded(str(source)):
+        if len(models) == 2:
+            check_same_layout(models["little"], models["big"], where=str(source))
+        primary = models.get("little") or models["big"]
+        model = _analyze(source, opts, primary)
+        from .source.capacity import capacity_warnings
 
-    model = _with_diagnostics(model, capacity_warnings(model, display_path(source)))
-    return _render(stem, model, objects, display_path(source), opts, inputs)
+        model = _with_diagnostics(model, capacity_warnings(model, display_path(source)))
+        return _render(stem, model, objects, display_path(source), opts, inputs)
 
 
 def build_from_object(path: Path, opts: Options) -> Result:
     from .elf import read_bytes
-    from .objspec import object_model
 
     stem = check_stem(opts.stem or default_stem(path))
     data = read_bytes(path)
-    model = object_model(data, str(path))
-    model = _with_diagnostics(model, no_source_diagnostics(model, display_path(path)))
-    return _render(stem, model, {model.btf.byteorder: data}, None, opts, (path.resolve(),))
+    return build_from_bytes(data, str(path), opts, stem=stem, display=display_path(path),
+                            inputs=(path.resolve(),))
+
+
+def build_from_bytes(
+    data: bytes,
+    where: str,
+    opts: Options,
+    *,
+    stem: str | None = None,
+    display: str | None = None,
+    inputs: tuple[Path, ...] = (),
+) -> Result:
+    """``--object`` on bytes already read: what the fuzz target drives. Errors name ``where``."""
+    from .objspec import object_model
+
+    stem = check_stem(stem or opts.stem or "module")
+    with guarded(where):
+        model = object_model(data, where)
+        model = _with_diagnostics(model, no_source_diagnostics(model, display or where))
+        return _render(stem, model, {model.btf.byteorder: data}, None, opts, inputs)
 
 
 def _with_diagnostics(model: ObjectModel, extra: Sequence[Diagnostic]) -> ObjectModel:
@@ -156,8 +179,31 @@ def _render(
         all_types=opts.all_types,
     )
     text = render_module(context)
+    check_compiles(text, f"{stem}.py")
     files[f"{stem}.py"] = text.encode()
     return Result(stem, files, model.diagnostics, inputs)
+
+
+def check_compiles(text: str, name: str) -> None:
+    """Refuse a module Python cannot compile (a type nested past the parser's limits):
+    it must never be written. The error names the class the failing line belongs to."""
+    try:
+        compile(text, name, "exec", dont_inherit=True)
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as e:
+        line = getattr(e, "lineno", None)
+        what = getattr(e, "msg", None) or str(e) or type(e).__name__
+        near = ""
+        if line:
+            lines = text.splitlines()[:line]
+            owner = next((ln for ln in reversed(lines) if ln.startswith("class ")), "")
+            near = f" in {owner[6:].split('(')[0].split(':')[0]}" if owner else ""
+            near += f" (line {line})"
+        # The type walks bound nesting well below the parser's limits, so this is a bug
+        # (an InternalError, as the fuzz target counts it) that must still write nothing.
+        raise InternalError(
+            f"the generated module {name} would not compile{near}: {what}; "
+            "is a type nested too deeply?"
+        ) from e
 
 
 def check_same_layout(le: ObjectModel, be: ObjectModel, *, where: str) -> None:

@@ -154,6 +154,8 @@ def _map_def(spec: Spec, name: str, def_type: int, where: str) -> MapDef:
             elif m.name == "value":
                 value_type = _type_of(spec, m.type, mwhere)
             elif m.name == "values":
+                if name.endswith(".inner"):  # as libbpf: no maps of maps of maps
+                    raise BTFError("multi-level inner maps are not supported", where=mwhere)
                 has_values_array = True
                 inner = _values(spec, name, m.type, mwhere)
             elif m.name in _IGNORED_MEMBERS:

@@ -9,6 +9,7 @@ templates frame them (they only loop and branch).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import keyword
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from .pyfmt import Atom, Group, Node, text
 from .runtime.spec import PLAIN_HANDLE, MapKind, handle_for
 
 
+@functools.cache  # one Environment keeps its compiled templates: parsing them costs ~5 ms
 def environment() -> jinja2.Environment:
     return jinja2.Environment(
         loader=jinja2.PackageLoader("ebpf_gen.templates", ""),

@@ -51,7 +51,12 @@ from .types import (
     Void,
 )
 
-__all__ = ["decode_btf"]
+__all__ = ["MAX_CHAIN", "decode_btf"]
+
+# Longest pointer/typedef/qualifier/array chain accepted: real C stays in single digits;
+# Spec.resolve gives up at 64 too.
+MAX_CHAIN = 64
+_ENUM_SIZES = frozenset((1, 2, 4, 8))
 
 # tuple.__new__(Record, fields): the model's NamedTuples built in C, skipping their Python
 # __new__ (see types.py).
@@ -170,28 +175,40 @@ def _check_refs(types: list[Type], w: list[int], start: int, where: str) -> None
 
 def _check_cycles(chain: dict[int, int], types: list[Type], w: list[int], start: int,
                   where: str) -> None:
-    """``chain`` maps each typedef/qualifier/array id to the id it stands on; a loop among
-    them would make sizes undefined (and send Spec.resolve round forever)."""
-    state: dict[int, bool] = {}  # False: on the path being walked, True: known to end
+    """``chain`` maps each pointer/typedef/qualifier/array/var id to the id it stands on; a loop
+    among them would make sizes undefined (and send Spec.resolve round forever), and a
+    chain longer than ``MAX_CHAIN`` would make the walks over it (C spellings of
+    pointers, nested ctypes arrays, the module's own expressions) recurse past Python's
+    limits. Checked here, iteratively, so no walk needs to guard itself."""
+    length: dict[int, int] = {}  # links below each id, once known; -1: on the current path
     for first in chain:
-        if first in state:
+        if first in length:
             continue
         path = []
         tid = first
-        while tid in chain and tid not in state:
-            state[tid] = False
+        while tid in chain and tid not in length:
+            length[tid] = -1
             path.append(tid)
             tid = chain[tid]
-        if state.get(tid) is False:
+        if length.get(tid) == -1:
             loop = [*path[path.index(tid) :], tid]
             raise BTFError(
                 f"type id {tid} at offset {_record_offsets(w, start)[tid]}: "
-                "typedef/qualifier/array cycle "
+                "pointer/typedef/qualifier/array/var cycle "
                 + " -> ".join(f"{i} ({types[i].kind.name})" for i in loop),
                 where=where,
             )
-        for p in path:
-            state[p] = True
+        below = length.get(tid, 0)
+        for p in reversed(path):
+            below += 1
+            length[p] = below
+        if below > MAX_CHAIN:
+            top = path[0]
+            raise BTFError(
+                f"type id {top} at offset {_record_offsets(w, start)[top]}: a chain of "
+                f"{below} pointers/typedefs/qualifiers/arrays/vars (more than {MAX_CHAIN})",
+                where=where,
+            )
 
 
 class _Params(dict[int, Param]):
@@ -377,6 +394,7 @@ def _decode(data: bytes, where: str, lazy: bool) -> Spec:
             elif kind == 2:  # PTR
                 add(new(Ptr, (tid, name, su)))
                 ref(su)
+                chain[tid] = su
             elif kind == 4 or kind == 5:  # STRUCT, UNION
                 vlen = info & 0xFFFF
                 e = i + 3 * vlen
@@ -408,6 +426,9 @@ def _decode(data: bytes, where: str, lazy: bool) -> Spec:
                 e = i + 2 * (info & 0xFFFF)
                 if e > nw:
                     raise IndexError
+                if su not in _ENUM_SIZES:
+                    raise BTFError(_at(tid, type_start + 4 * at, f"ENUM size {su}, expected "
+                                       "1, 2, 4 or 8"))
                 signed = bool(info >> 31)
                 chunk = w[i:e]
                 vals = chunk[1::2]
@@ -419,6 +440,9 @@ def _decode(data: bytes, where: str, lazy: bool) -> Spec:
                 e = i + 3 * (info & 0xFFFF)
                 if e > nw:
                     raise IndexError
+                if su not in _ENUM_SIZES:
+                    raise BTFError(_at(tid, type_start + 4 * at, f"ENUM64 size {su}, expected "
+                                       "1, 2, 4 or 8"))
                 signed = bool(info >> 31)
                 chunk = w[i:e]
                 wide = map(or_, map(lshift, chunk[2::3], repeat(32)), chunk[1::3])
@@ -433,9 +457,14 @@ def _decode(data: bytes, where: str, lazy: bool) -> Spec:
                     raise BTFError(_at(tid, type_start + 4 * at, f"VAR linkage {link} unknown"))
                 add(new(Var, (tid, name, su, linkage[link])))
                 ref(su)
+                chain[tid] = su  # a VAR of a VAR is no type, and Spec.sizeof follows it
             elif kind == 1:  # INT
                 v = w[i]
                 i += 1
+                # The kernel's btf_int_check_meta: at most 16 bytes, bits within them
+                if not 0 < su <= 16 or (v & 0xFF) + (v >> 16 & 0xFF) > 8 * su or v & 0xFF > 128:
+                    raise BTFError(_at(tid, type_start + 4 * at, f"INT of size {su} with "
+                                       f"{v & 0xFF} bits at bit offset {v >> 16 & 0xFF}"))
                 add(new(Int, (tid, name, su, encodings[v >> 24 & 0x0F], v >> 16 & 0xFF, v & 0xFF)))
             elif kind == 7:  # FWD
                 add(new(Fwd, (tid, name, bool(info >> 31))))

@@ -70,3 +70,16 @@ class AttachError(RuntimeBPFError):
 
 class ObjectFileError(RuntimeBPFError):
     """The compiled object next to the generated module is missing or not the one generated."""
+
+
+def check_uint(what: str, value: object, bits: int) -> int:
+    """``value`` as an unsigned ``bits``-wide C integer, or an error naming ``what``.
+
+    ctypes converts an int to c_uint32/c_uint64 by masking it, so without this check
+    ``max_entries=2**32 + 4`` becomes 4 and ``flags=2**64 + 1`` becomes BPF_NOEXIST.
+    """
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{what}: expected an int, got {type(value).__name__}")
+    if not 0 <= value < 1 << bits:
+        raise OverflowError(f"{what}: {value} out of range for u{bits} [0, {(1 << bits) - 1}]")
+    return value

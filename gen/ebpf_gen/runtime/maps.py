@@ -15,7 +15,7 @@ from collections.abc import ItemsView, KeysView, MutableMapping, Sequence, Value
 
 from . import libbpf
 from .codec import Codec
-from .errors import RuntimeBPFError
+from .errors import RuntimeBPFError, check_uint
 from .spec import MapKind, MapSpec, handle_for
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
@@ -199,7 +199,8 @@ class Map(_MapBase):
             else:
                 self._encode_value(value, vbuf)
             ret = self._raw_update(
-                self.fd, kref, vref, _FLAGS[flags] if 0 <= flags <= 2 else ctypes.c_uint64(flags)
+                self.fd, kref, vref, _FLAGS[flags] if type(flags) is int and 0 <= flags <= 2
+                else ctypes.c_uint64(check_uint(f"{self.name}: update flags", flags, 64))
             )
         finally:
             pool.append(bufs)
@@ -492,7 +493,7 @@ class _FdValues(Map):
                 f"map {self.name!r}: value must be {self._value_what}, "
                 f"got {type(value).__name__}"
             )
-        buf.value = fd
+        buf.value = check_uint(f"map {self.name!r}: value fd", fd, 32)
 
     def _plain_values(self) -> bool:
         return False
@@ -593,6 +594,7 @@ class MapOfMaps(_FdValues, Generic[K, M]):
             )
         key_size, value_size = ctypes.sizeof(spec.key), ctypes.sizeof(spec.value)
         if max_entries is not None:
+            check_uint(f"map {self.name!r}: create_inner max_entries", max_entries, 32)
             spec = spec.replace(max_entries=max_entries)
         opts = libbpf.BpfMapCreateOpts(sz=ctypes.sizeof(libbpf.BpfMapCreateOpts),
                                        map_flags=spec.flags)

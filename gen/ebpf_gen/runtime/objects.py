@@ -10,11 +10,18 @@ import _thread
 import ctypes
 import errno as E
 import os
+import stat
 import sys
 
 from . import libbpf
 from .codec import Codec
-from .errors import LoadError, MissingCapabilityError, ObjectFileError, RuntimeBPFError
+from .errors import (
+    LoadError,
+    MissingCapabilityError,
+    ObjectFileError,
+    RuntimeBPFError,
+    check_uint,
+)
 from .maps import map_class
 from .programs import Program
 from .spec import MapKind, MapSpec, ProgramSpec
@@ -252,8 +259,7 @@ class ObjectSpec(Generic[T]):
             path = os.path.join(os.path.dirname(location), filename)
         else:
             raise ObjectFileError(f"{self.name}: neither package nor directory given")
-        with open(path, "rb") as f:
-            return path, f.read()
+        return path, _read_regular(path)
 
     def open(
         self,
@@ -279,6 +285,8 @@ class ObjectSpec(Generic[T]):
         return opened
 
     def _open(self, log_level: int, log_size: int) -> OpenObject[T]:
+        check_uint(f"{self.name}: log_level", log_level, 32)  # u32 fields of the opts
+        check_uint(f"{self.name}: log_size", log_size, 32)
         lib = libbpf.lib()
         data = self.data()
         stem = os.path.splitext(os.path.basename(self.file.filename))[0]
@@ -376,6 +384,7 @@ class OpenObject(Generic[T]):
             ctypes.memmove(addr + spec.offset, ctypes.addressof(buf), size)
 
     def set_max_entries(self, name: str, n: int) -> None:
+        check_uint(f"{self.spec.name}: max_entries[{name!r}]", n, 32)
         libbpf.check(
             libbpf.lib().bpf_map__set_max_entries(self._map(name), n),
             f"{self.spec.name}: set_max_entries({name!r}, {n})",
@@ -615,6 +624,21 @@ def _check_sizes(obj: str, mspec: MapSpec, key_size: int, value_size: int) -> No
                 f"{obj}: map {mspec.name!r}: {what} type {ctype.__name__} is "
                 f"{ctypes.sizeof(ctype)} bytes, the object says {size}"
             )
+
+
+def _read_regular(path: str) -> bytes:
+    """A regular file's bytes: a FIFO or device put in the object's place must not block
+    or feed load() without end (opened non-blocking, checked on the descriptor)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise OSError(E.EINVAL, "not a regular file", path)
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return f.read()
+    finally:
+        os.close(fd)
 
 
 def _sha256(data: bytes) -> Any:
