@@ -8,6 +8,10 @@ cd "$(dirname "$0")/../.." || exit 97
 mountpoint -q /sys/kernel/tracing || mount -t tracefs nodev /sys/kernel/tracing
 mountpoint -q /sys/kernel/debug || mount -t debugfs nodev /sys/kernel/debug
 mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
+# The LSM list (BPF LSM diagnosis) and cgroup v2 (cgroup program tests).
+mountpoint -q /sys/kernel/security || mount -t securityfs nodev /sys/kernel/security
+grep -q cgroup2 /proc/mounts || mount -t cgroup2 nodev /sys/fs/cgroup
+mkdir -p /run/netns
 # 5.10 still charges BPF maps to RLIMIT_MEMLOCK (memcg accounting came in 5.11).
 ulimit -l unlimited
 
@@ -28,5 +32,6 @@ uname -r >"$out/uname"
     tests/test_vm_probe.py tests/test_examples.py tests/vm/test_bcc_parity.py \
     tests/test_runtime_load.py tests/test_runtime_maps.py tests/test_runtime_events.py \
     tests/test_runtime_programs.py tests/test_runtime_batch.py tests/test_runtime_kinds.py \
-    tests/test_runtime_pinning.py tests/test_runtime_variables.py "$@" >"$out/pytest.log" 2>&1
+    tests/test_runtime_pinning.py tests/test_runtime_variables.py tests/test_runtime_net.py \
+    tests/test_runtime_attach.py tests/test_runtime_tracing.py "$@" >"$out/pytest.log" 2>&1
 echo $? >"$out/rc"

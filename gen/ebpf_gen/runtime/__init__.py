@@ -17,6 +17,7 @@ from .errors import (
     RuntimeBPFError,
 )
 from .layout import Bitfield, CEnum, CStruct, CUnion, check_layout
+from .links import FdLink, Link, LinkGroup, ProgAttachLink, TcFilterLink
 from .maps import (
     BPF_ANY,
     BPF_EXIST,
@@ -40,7 +41,7 @@ from .maps import (
     register_map_class,
 )
 from .objects import MapsBase, ObjectsBase, ObjectSpec, OpenObject, ProgramsBase
-from .programs import Link, Program
+from .programs import Program
 from .spec import (
     NO_SETTINGS,
     MapKind,
@@ -101,12 +102,14 @@ __all__ = [
     "CEnum",
     "CStruct",
     "CUnion",
+    "FdLink",
     "HashMap",
     "IterationAbortedError",
     "KernelRefusedError",
     "LibbpfError",
     "LibbpfUnavailableError",
     "Link",
+    "LinkGroup",
     "LoadError",
     "LocalStorage",
     "LpmTrieMap",
@@ -126,6 +129,7 @@ __all__ = [
     "PerCPUHashMap",
     "PerfEventArray",
     "ProgArray",
+    "ProgAttachLink",
     "Program",
     "ProgramSpec",
     "ProgramsBase",
@@ -134,6 +138,7 @@ __all__ = [
     "RuntimeBPFError",
     "Stack",
     "StackTraceMap",
+    "TcFilterLink",
     "TraceRecord",
     "Variable",
     "VariableSpec",

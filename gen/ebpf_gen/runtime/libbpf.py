@@ -113,6 +113,77 @@ class BpfMapInfo(ctypes.Structure):
     ]
 
 
+# --- attach and test_run (programs.py, links.py, testrun.py) -------------------------------
+
+
+class BpfTestRunOpts(ctypes.Structure):
+    """struct bpf_test_run_opts of libbpf 1.1 (bpf.h)."""
+
+    _fields_ = [
+        ("sz", c_size_t),
+        ("data_in", c_void_p),
+        ("data_out", c_void_p),
+        ("data_size_in", c_uint32),
+        ("data_size_out", c_uint32),
+        ("ctx_in", c_void_p),
+        ("ctx_out", c_void_p),
+        ("ctx_size_in", c_uint32),
+        ("ctx_size_out", c_uint32),
+        ("retval", c_uint32),
+        ("repeat", c_int),
+        ("duration", c_uint32),
+        ("flags", c_uint32),
+        ("cpu", c_uint32),
+        ("batch_size", c_uint32),
+    ]
+
+
+class BpfTcHook(ctypes.Structure):
+    """struct bpf_tc_hook (libbpf.h)."""
+
+    _fields_ = [
+        ("sz", c_size_t),
+        ("ifindex", c_int),
+        ("attach_point", c_int),
+        ("parent", c_uint32),
+    ]
+
+
+class BpfTcOpts(ctypes.Structure):
+    """struct bpf_tc_opts (libbpf.h)."""
+
+    _fields_ = [
+        ("sz", c_size_t),
+        ("prog_fd", c_int),
+        ("flags", c_uint32),
+        ("prog_id", c_uint32),
+        ("handle", c_uint32),
+        ("priority", c_uint32),
+    ]
+
+
+class BpfLinkCreateOpts(ctypes.Structure):
+    """The leading fields of struct bpf_link_create_opts (bpf.h): ``flags`` carries XDP's
+    mode; the rest stays zero (libbpf takes the shorter ``sz`` as an older caller's)."""
+
+    _fields_ = [
+        ("sz", c_size_t),
+        ("flags", c_uint32),
+    ]
+
+
+class BpfUsdtOpts(ctypes.Structure):
+    """struct bpf_usdt_opts (libbpf.h)."""
+
+    _fields_ = [("sz", c_size_t), ("usdt_cookie", ctypes.c_uint64)]
+
+
+class BpfPerfEventOpts(ctypes.Structure):
+    """struct bpf_perf_event_opts (libbpf.h)."""
+
+    _fields_ = [("sz", c_size_t), ("bpf_cookie", ctypes.c_uint64)]
+
+
 def map_info(fd: int) -> BpfMapInfo:
     info = BpfMapInfo()
     size = c_uint32(ctypes.sizeof(info))
@@ -165,6 +236,31 @@ _PROTOTYPES: dict[str, tuple[Any, list[Any]]] = {
         [c_void_p, c_int, c_char_p, c_size_t, ctypes.POINTER(BpfUprobeOpts)],
     ),
     "bpf_link__destroy": (c_int, [c_void_p]),
+    # attach for every program type, and BPF_PROG_TEST_RUN (programs.py, links.py)
+    "bpf_program__type": (c_int, [c_void_p]),
+    "bpf_program__set_type": (c_int, [c_void_p, c_int]),
+    "bpf_program__expected_attach_type": (c_int, [c_void_p]),
+    "bpf_program__set_expected_attach_type": (c_int, [c_void_p, c_int]),
+    "bpf_program__set_attach_target": (c_int, [c_void_p, c_int, c_char_p]),
+    "bpf_program__attach_cgroup": (c_void_p, [c_void_p, c_int]),
+    "bpf_program__attach_netns": (c_void_p, [c_void_p, c_int]),
+    "bpf_program__attach_perf_event_opts": (c_void_p, [c_void_p, c_int, c_void_p]),
+    "bpf_program__attach_usdt": (
+        c_void_p, [c_void_p, c_int, c_char_p, c_char_p, c_char_p, c_void_p],
+    ),
+    "bpf_program__attach_iter": (c_void_p, [c_void_p, c_void_p]),
+    "bpf_program__attach_lsm": (c_void_p, [c_void_p]),
+    "bpf_program__attach_trace": (c_void_p, [c_void_p]),
+    "bpf_program__attach_freplace": (c_void_p, [c_void_p, c_int, c_char_p]),
+    "bpf_link_create": (c_int, [c_int, c_int, c_int, c_void_p]),
+    "bpf_iter_create": (c_int, [c_int]),
+    "bpf_prog_attach": (c_int, [c_int, c_int, c_int, c_uint32]),
+    "bpf_prog_detach2": (c_int, [c_int, c_int, c_int]),
+    "bpf_tc_hook_create": (c_int, [c_void_p]),
+    "bpf_tc_hook_destroy": (c_int, [c_void_p]),
+    "bpf_tc_attach": (c_int, [c_void_p, c_void_p]),
+    "bpf_tc_detach": (c_int, [c_void_p, c_void_p]),
+    "bpf_prog_test_run_opts": (c_int, [c_int, c_void_p]),
     "bpf_link__fd": (c_int, [c_void_p]),
     # Low-level syscall wrappers: fd + raw buffer addresses, the fast path for map access.
     "bpf_map_lookup_elem": (c_int, [c_int, c_void_p, c_void_p]),

@@ -30,12 +30,13 @@ from .variables import Section, Variable, VariablesBase
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Iterator, Mapping, Sequence
     from types import TracebackType
     from typing import Any, Generic, TypeVar
 
+    from .attach_all import AttachAllResult
+    from .links import Link
     from .maps import Map
-    from .programs import Link
     from .spec import ObjectFile, VariableSpec
 else:  # typing costs more start-up than the whole runtime: see _generic
     from ._generic import Generic, TypeVar
@@ -58,10 +59,25 @@ class MapsBase:
 
 
 class ProgramsBase:
-    """Generated ``Programs`` classes declare one ``Program`` attribute per program."""
+    """Generated ``Programs`` classes declare one ``Program`` attribute per program.
+
+    Iterable (in the object's order), sized, and indexable by C name: ``programs["hello"]``.
+    """
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {', '.join(sorted(vars(self)))}>"
+
+    def __iter__(self) -> Iterator[Program]:
+        return (p for p in vars(self).values() if isinstance(p, Program))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def __getitem__(self, name: str) -> Program:
+        for p in self:
+            if p.name == name:
+                return p
+        raise KeyError(f"no program {name!r}; known: {', '.join(p.name for p in self)}")
 
 
 class ObjectsBase:
@@ -100,6 +116,14 @@ class ObjectsBase:
     @property
     def links(self) -> tuple[Link, ...]:
         return tuple(self._links)
+
+    def attach_all(self, *, strict: bool = False) -> AttachAllResult:
+        """Attach every loaded program whose section names its target (a libbpf skeleton's
+        ``__attach()``); the rest are listed in the result's ``skipped`` with the method each
+        needs (``strict=True`` raises instead). A failure detaches what this call attached."""
+        from .attach_all import attach_all
+
+        return attach_all(self, self._programs, strict)
 
     def close(self) -> None:
         """Detach all links, close maps and programs. Idempotent."""
@@ -486,6 +510,48 @@ class OpenObject(Generic[T]):
             f"{self.spec.name}: set_autoload({name!r})",
         )
 
+    def _program(self, name: str) -> int:
+        ptr = libbpf.lib().bpf_object__find_program_by_name(self._ptr(), name.encode())
+        if not ptr:
+            known = ", ".join(p.name for p in self.spec.programs)
+            raise KeyError(f"{self.spec.name}: no program {name!r}; known: {known}")
+        return int(ptr)
+
+    def set_attach_target(
+        self, program: str, function: str, target_program: Program | int | None = None
+    ) -> None:
+        """Before load: attach ``program`` (fentry/fexit/fmod_ret/tp_btf/lsm/freplace) to
+        kernel function ``function``, or with ``target_program`` (a loaded Program or
+        fd) to that program's global function (freplace, or fentry on a BPF program)."""
+        fd = 0
+        if target_program is not None:
+            fd = target_program.fd if isinstance(target_program, Program) else target_program
+            if not isinstance(fd, int) or fd < 0:
+                raise ValueError(f"target_program must be a loaded Program or fd, not {fd!r}")
+        libbpf.check(
+            libbpf.lib().bpf_program__set_attach_target(
+                self._program(program), fd, function.encode()
+            ),
+            f"{self.spec.name}: set_attach_target({program!r}, {function!r})",
+        )
+
+    def set_program_type(self, program: str, prog_type: int) -> None:
+        """Before load: override the program type (enum bpf_prog_type) libbpf took from
+        the section."""
+        libbpf.check(
+            libbpf.lib().bpf_program__set_type(self._program(program), prog_type),
+            f"{self.spec.name}: set_program_type({program!r}, {prog_type})",
+        )
+
+    def set_expected_attach_type(self, program: str, attach_type: int) -> None:
+        """Before load: override the expected attach type (enum bpf_attach_type)."""
+        libbpf.check(
+            libbpf.lib().bpf_program__set_expected_attach_type(
+                self._program(program), attach_type
+            ),
+            f"{self.spec.name}: set_expected_attach_type({program!r}, {attach_type})",
+        )
+
     def _inner_templates(self) -> dict[str, tuple[int, int, int]]:
         """(type, max_entries, flags) of each map of maps' template: libbpf frees the
         templates once it has created the maps, so they are read before load."""
@@ -520,6 +586,14 @@ class OpenObject(Generic[T]):
             raise
         return objects
 
+    def _section_of(self, program: str | None) -> str:
+        """The ELF section of ``program`` as libbpf read it ("" when unknown)."""
+        if program is None or self._obj is None:
+            return ""
+        lib = libbpf.lib()
+        ptr = lib.bpf_object__find_program_by_name(self._obj, program.encode())
+        return (lib.bpf_program__section_name(ptr) or b"").decode() if ptr else ""
+
     def _load_error(self, err: int, warnings: list[str]) -> Exception:
         log = self._log_buf.value.decode("utf-8", "replace")
         program = _failed_program(warnings)
@@ -529,7 +603,10 @@ class OpenObject(Generic[T]):
         if err == E.EPERM or (err == E.EACCES and not log.strip()):
             caps = _capabilities()
             if caps is not None and _enough(caps):
-                return self._refused(what, err, log, program, caps)
+                # What the kernel lacks for this program type (a trampoline, the BPF LSM),
+                # where that is known, follows the general "the kernel refused it".
+                detail = _refused_program(self._section_of(program), err)
+                return self._refused(what, err, log, program, caps, detail)
             return MissingCapabilityError(
                 err, f"{what}: permission denied ({_capability_report()}): {libbpf.CAPABILITY_HINT}"
             )
@@ -553,7 +630,7 @@ class OpenObject(Generic[T]):
         return LoadError(msg, errno=err, log=log, program=program)
 
     def _refused(self, what: str, err: int, log: str, program: str | None,
-                 caps: list[str]) -> KernelRefusedError:
+                 caps: list[str], detail: str | None = None) -> KernelRefusedError:
         ptype = section = ""
         if program:
             lib = libbpf.lib()
@@ -573,6 +650,8 @@ class OpenObject(Generic[T]):
                f"{', '.join(caps)}: not a missing capability, this kernel forbids {kind} "
                f"({policy}; an LSM such as SELinux, AppArmor or a BPF LSM program, or the "
                "kernel's configuration, can refuse too)")
+        if detail:
+            msg += f": {detail}"
         return KernelRefusedError(msg, errno=err, log=log, program=program,
                                   program_type=ptype, lockdown=lockdown)
 
@@ -716,6 +795,21 @@ def _fd_arg(value: object, what: str) -> int:
     if fd < 0:
         raise ValueError(f"{what}: fd {fd} is closed or invalid")
     return fd
+
+
+def _refused_program(section: str, err: int) -> str | None:
+    """For a process that has every capability, why the kernel refused a trampoline
+    (fentry/fexit/fmod_ret/LSM) program: the kernel's policy, not a missing capability."""
+    if err != E.EPERM or not section or "CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN" not in (
+        _capability_report()
+    ):
+        return None
+    from . import diagnose, sections
+
+    kind = sections.kind(section)
+    if kind not in sections.TRACING:
+        return None
+    return diagnose.tracing(kind, section.partition("/")[2], err)
 
 
 def _failed_program(warnings: list[str]) -> str | None:

@@ -10,13 +10,17 @@ import ctypes
 import errno as E
 import os
 
-from . import libbpf
+from . import libbpf, sections
 from .errors import AttachError
+from .links import Link as Link  # re-exported: programs.Link is where it used to live
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
-    from types import TracebackType
+    from collections.abc import Iterator
     from typing import Protocol
+
+    from .links import LinkGroup
+    from .testrun import TestRunResult
 
 KPROBE_PMU = "/sys/bus/event_source/devices/kprobe"
 UPROBE_PMU = "/sys/bus/event_source/devices/uprobe"
@@ -31,60 +35,6 @@ if TYPE_CHECKING:
         def _track_link(self, link: Link) -> None: ...
 
         def _untrack_link(self, link: Link) -> None: ...
-
-
-class Link:
-    """An attachment; detaches on close() (idempotent) or when its objects close."""
-
-    def __init__(self, ptr: int, program: Program, target: str) -> None:
-        self._ptr: int | None = ptr
-        self.program = program
-        self.target = target
-
-    @property
-    def fd(self) -> int:
-        return int(libbpf.lib().bpf_link__fd(self._ptr)) if self._ptr else -1
-
-    @property
-    def closed(self) -> bool:
-        return self._ptr is None
-
-    def close(self) -> None:
-        ptr, self._ptr = self._ptr, None
-        if ptr is None:
-            return
-        libbpf.lib().bpf_link__destroy(ptr)
-        if self.program.owner is not None:
-            self.program.owner._untrack_link(self)
-
-    def pin(self, path: str | os.PathLike[str]) -> None:
-        """Pin the link on a bpffs: the program stays attached after this process exits,
-        until ``unpin()`` (or the pin file is removed) and the last fd closes.
-        ``ebpf_gen.runtime.open_pinned_link(path)`` takes it up again."""
-        from .pinning import require_bpffs
-
-        full = os.path.abspath(os.fspath(path))
-        require_bpffs(os.path.dirname(full), f"link {self.target}")
-        libbpf.check(libbpf.lib().bpf_link__pin(self._ptr, os.fsencode(full)),
-                     f"link {self.program.name} -> {self.target}: pin at {full}")
-
-    def unpin(self) -> None:
-        libbpf.check(libbpf.lib().bpf_link__unpin(self._ptr), f"link {self.target}: unpin")
-
-    def __enter__(self) -> Link:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        state = "closed" if self._ptr is None else f"fd={self.fd}"
-        return f"<Link {self.program.name} -> {self.target} {state}>"
 
 
 def tracefs() -> str | None:
@@ -150,28 +100,56 @@ class Program:
             raise AttachError(f"cannot attach program {self.name!r} to {target}: {why}")
         return self._ptr
 
-    def _link(self, ptr: int | None, target: str, diagnose: str | None) -> Link:
-        if not ptr:
-            err = ctypes.get_errno() or E.EINVAL
-            base = f"attaching program {self.name!r} ({self.section}) to {target} failed"
-            if err in (E.EPERM, E.EACCES):
-                raise AttachError(f"{base}: permission denied: {libbpf.CAPABILITY_HINT}", errno=err)
-            reason = diagnose or f"{os.strerror(err)} ({E.errorcode.get(err, err)})"
-            raise AttachError(f"{base}: {reason}", errno=err)
-        link = Link(ptr, self, target)
+    @property
+    def type(self) -> int:
+        """The program type (enum bpf_prog_type), as libbpf decided it from the section."""
+        return int(libbpf.lib().bpf_program__type(self._ptr)) if self._ptr else -1
+
+    @property
+    def expected_attach_type(self) -> int:
+        """enum bpf_attach_type (e.g. BPF_CGROUP_INET_EGRESS for cgroup_skb/egress)."""
+        if not self._ptr:
+            return -1
+        return int(libbpf.lib().bpf_program__expected_attach_type(self._ptr))
+
+    def _fail(self, target: str, err: int, diagnose: str | None) -> AttachError:
+        base = f"attaching program {self.name!r} ({self.section}) to {target} failed"
+        # As root a refusal is the kernel's policy, not a missing capability: say which.
+        if err in (E.EPERM, E.EACCES) and not (diagnose and os.geteuid() == 0):
+            return AttachError(f"{base}: permission denied: {libbpf.CAPABILITY_HINT}", errno=err)
+        reason = diagnose or f"{os.strerror(err)} ({E.errorcode.get(err, err)})"
+        return AttachError(f"{base}: {reason}", errno=err)
+
+    def _track(self, link: Link) -> Link:
         if self.owner is not None:
             self.owner._track_link(link)
         return link
 
-    def attach(self) -> Link:
-        """Attach as the section says (ksyscall/, kprobe/, tracepoint/, raw_tp/, fentry/...)."""
-        prog = self._prog(f"its section {self.section!r}")
-        ptr = libbpf.lib().bpf_program__attach(prog)
-        return self._link(ptr, self.section, None if ptr else self._diagnose_section())
+    def _link(self, ptr: int | None, target: str, diagnose: str | None) -> Link:
+        if not ptr:
+            raise self._fail(target, ctypes.get_errno() or E.EINVAL, diagnose)
+        return self._track(Link(ptr, self, target))
 
-    def _diagnose_section(self) -> str | None:
-        kind, _, rest = self.section.partition("/")
-        kind = kind.removesuffix(".s")
+    def attach(self) -> Link:
+        """Attach as the section says (ksyscall/, kprobe/, tracepoint/, raw_tp/, fentry/,
+        lsm/, iter/, ...); a section that names no target raises AttachError saying which
+        method and argument it needs (``xdp``: ``attach_xdp(interface)``)."""
+        need = sections.needs(self.section)
+        if need is not None:
+            raise AttachError(
+                f"cannot attach program {self.name!r}: section {self.section!r} names no "
+                f"target: use {need}"
+            )
+        prog = self._prog(f"its section {self.section!r}")
+        if sections.kind(self.section) == "lsm":
+            return self.attach_lsm()
+        ptr = libbpf.lib().bpf_program__attach(prog)
+        err = ctypes.get_errno()
+        return self._link(ptr, self.section, None if ptr else self._diagnose_section(err))
+
+    def _diagnose_section(self, err: int) -> str | None:
+        kind = sections.kind(self.section)
+        rest = self.section.partition("/")[2]
         if kind in (
             "kprobe",
             "kretprobe",
@@ -184,11 +162,10 @@ class Program:
         if kind in ("tracepoint", "tp"):
             category, _, name = rest.partition("/")
             return tracepoint_missing(category, name)
-        if not rest and kind not in ("", "uprobe", "uretprobe", "usdt"):
-            return (
-                f"section {self.section!r} names no target: use attach_kprobe / "
-                "attach_tracepoint / attach_raw_tracepoint / attach_uprobe"
-            )
+        if kind in sections.TRACING:
+            from . import diagnose
+
+            return diagnose.tracing(kind, rest, err)
         return None
 
     def attach_kprobe(self, fn: str, retprobe: bool = False) -> Link:
@@ -246,3 +223,205 @@ class Program:
             elif ctypes.get_errno() == E.ENOENT and isinstance(symbol, str):
                 diagnose = f"symbol {symbol!r} not found in {path}"
         return self._link(ptr, target, diagnose)
+
+    # -- networking: XDP, tc/tcx, cgroups, network namespaces, sockmaps --------------------
+
+    def attach_xdp(self, interface: str | int, *, mode: str = "auto") -> Link:
+        """Attach to ``interface`` (name or index) as a BPF link; ``mode``: ``"auto"`` (the
+        driver's native XDP when it has one, else generic), ``"generic"`` (skb), ``"driver"``
+        or ``"offload"`` (the NIC; the program must be loaded for offload)."""
+        from . import netattach
+
+        return self._track(netattach.xdp(self, interface, mode))
+
+    def attach_tc(
+        self,
+        interface: str | int,
+        direction: str = "ingress",
+        *,
+        priority: int | None = None,
+        handle: int | None = None,
+        via: str = "auto",
+    ) -> Link:
+        """Attach a tc program (SEC("tc")/"classifier") to ``interface``'s ``direction``.
+
+        Through tcx on kernels >= 6.6 (a BPF link, ``link.via == "tcx"``), else through a
+        direct-action filter on a clsact qdisc (``link.via == "clsact"``, ``link.note`` says
+        why), created when missing and removed with the last filter placed here.
+        ``priority``/``handle`` are clsact filter properties: giving one selects clsact.
+        ``via="tcx"`` or ``"clsact"`` forces one.
+        """
+        from . import netattach
+
+        return self._track(netattach.tc(self, interface, direction, priority, handle, via))
+
+    def attach_cgroup(self, cgroup: str | os.PathLike[str] | int) -> Link:
+        """Attach to a cgroup v2 directory (a path, or an open fd) at the hook the section
+        names (cgroup_skb/egress, cgroup/connect4, sockops, cgroup/sysctl, ...)."""
+        from . import netattach
+
+        return self._track(netattach.cgroup(self, cgroup))
+
+    def attach_netns(self, netns: str | os.PathLike[str] | int) -> Link:
+        """Attach an sk_lookup or flow_dissector program to a network namespace: a path
+        (``/proc/self/ns/net``, ``/run/netns/NAME``) or an open fd."""
+        from . import netattach
+
+        return self._track(netattach.netns(self, netns))
+
+    def attach_sockmap(self, sockmap: object) -> Link:
+        """Attach an sk_msg or sk_skb program to a sockmap/sockhash (the map handle or fd),
+        at the attach type the section names (sk_msg, sk_skb/stream_verdict, ...)."""
+        from . import netattach
+
+        return self._track(netattach.sockmap(self, sockmap))
+
+    # -- perf events, USDT, iterators, BPF trampolines -------------------------------------
+
+    def attach_perf_event(
+        self,
+        event: str | tuple[int, int] = "cpu-clock",
+        *,
+        frequency: int | None = None,
+        period: int | None = None,
+        cpu: int | None = None,
+        pid: int = -1,
+    ) -> LinkGroup:
+        """Run the program on samples of a perf event: by default the cpu-clock software
+        event on every online CPU at ``perf.DEFAULT_FREQUENCY`` Hz. ``event`` is a name
+        (``cpu-clock``, ``task-clock``, ``cpu-cycles``, ``instructions``, ...) or a
+        ``(type, config)`` pair; ``frequency`` (Hz) or ``period`` (events per sample);
+        ``cpu`` one CPU instead of all; ``pid`` one process (with every CPU)."""
+        from . import perf
+
+        group = perf.attach(self, event, frequency, period, cpu, pid)
+        self._track(group)
+        return group
+
+    def attach_usdt(
+        self,
+        binary: str | os.PathLike[str],
+        provider: str,
+        name: str,
+        *,
+        pid: int | None = None,
+        cookie: int = 0,
+    ) -> Link:
+        """Attach a SEC("usdt") program to the USDT probe ``provider:name`` in ``binary``
+        (every process running it, or only ``pid``)."""
+        path = os.fspath(binary)
+        target = f"usdt {path}:{provider}:{name}"
+        prog = self._prog(target)
+        if not os.path.exists(path):
+            raise AttachError(f"attaching program {self.name!r} to {target}: no such file {path}")
+        opts = libbpf.BpfUsdtOpts(sz=ctypes.sizeof(libbpf.BpfUsdtOpts), usdt_cookie=cookie)
+        with libbpf.capture_warnings() as warnings:
+            ptr = libbpf.lib().bpf_program__attach_usdt(
+                prog,
+                -1 if pid is None else pid,
+                path.encode(),
+                provider.encode(),
+                name.encode(),
+                ctypes.byref(opts),
+            )
+            err = ctypes.get_errno()
+        diagnose = None
+        if not ptr:
+            if err == E.ENOENT:
+                diagnose = f"no USDT probe {provider}:{name} in {path} (see readelf -n {path})"
+            elif warnings:
+                diagnose = warnings[-1].removeprefix("libbpf: ")
+        if not ptr:
+            raise self._fail(target, err or E.EINVAL, diagnose)
+        return self._track(Link(ptr, self, target))
+
+    def attach_iter(self) -> Link:
+        """Attach an iterator (SEC("iter/task"), ...); read it with ``iterate()``."""
+        target = f"iterator {self.section}"
+        ptr = libbpf.lib().bpf_program__attach_iter(self._prog(target), None)
+        err = ctypes.get_errno()
+        diagnose = None
+        if not ptr:
+            from . import diagnose as d
+
+            diagnose = d.tracing("iter", self.section.partition("/")[2], err)
+        return self._link(ptr, target, diagnose)
+
+    def iterate(self, *, lines: bool = False, chunk: int = 1 << 16) -> Iterator[bytes]:
+        """Run the iterator once and yield its output: chunks of bytes as the kernel hands
+        them over, or (``lines=True``) one line at a time without the newline.
+
+        Attaches for the duration of the run (an iterator link of the section's kind)."""
+        with self.attach_iter() as link:
+            fd = libbpf.lib().bpf_iter_create(link.fd)
+            if fd < 0:
+                raise libbpf.error(fd, f"{self.name}: bpf_iter_create")
+            try:
+                pending = b""
+                while True:
+                    data = os.read(fd, chunk)
+                    if not data:
+                        break
+                    if not lines:
+                        yield data
+                        continue
+                    pending += data
+                    *done, pending = pending.split(b"\n")
+                    yield from done
+                if lines and pending:
+                    yield pending
+            finally:
+                os.close(fd)
+
+    def attach_trace(self) -> Link:
+        """Attach fentry/fexit/fmod_ret/tp_btf at the target its section or
+        ``set_attach_target()`` named."""
+        target = f"trampoline {self.section}"
+        ptr = libbpf.lib().bpf_program__attach_trace(self._prog(target))
+        err = ctypes.get_errno()
+        return self._link(ptr, target, None if ptr else self._diagnose_section(err))
+
+    def attach_lsm(self) -> Link:
+        """Attach a BPF LSM program at the hook its section names (lsm/file_open)."""
+        target = f"LSM hook {self.section.partition('/')[2] or '?'}"
+        prog = self._prog(target)
+        from . import diagnose
+
+        inactive = diagnose.bpf_lsm_inactive()
+        if inactive:  # the kernel would attach it, and the hook would never call it
+            raise AttachError(f"attaching program {self.name!r} to {target}: {inactive}")
+        ptr = libbpf.lib().bpf_program__attach_lsm(prog)
+        err = ctypes.get_errno()
+        return self._link(ptr, target, None if ptr else self._diagnose_section(err))
+
+    def attach_freplace(self, target_program: Program | int, function: str) -> Link:
+        """Replace global function ``function`` of another loaded program (SEC("freplace"))."""
+        fd = target_program.fd if isinstance(target_program, Program) else int(target_program)
+        target = f"freplace {function} of program fd {fd}"
+        ptr = libbpf.lib().bpf_program__attach_freplace(self._prog(target), fd, function.encode())
+        err = ctypes.get_errno()
+        from . import diagnose
+
+        return self._link(ptr, target, None if ptr else diagnose.tracing("freplace", "", err))
+
+    # -- BPF_PROG_TEST_RUN -----------------------------------------------------------------
+
+    def test_run(
+        self,
+        data: bytes = b"",
+        *,
+        ctx: object = None,
+        repeat: int = 1,
+        data_size_out: int | None = None,
+        flags: int = 0,
+    ) -> TestRunResult:
+        """Run the program once (or ``repeat`` times) on ``data`` in the kernel, without
+        attaching (BPF_PROG_TEST_RUN): ``.retval``, ``.data`` (the packet as the program
+        left it), ``.ctx`` (``SkBuff``/``XdpMd`` for skb and XDP programs, else bytes),
+        ``.duration`` (seconds per run). ``ctx``: a ctypes struct or bytes passed in.
+        ``flags``: ``testrun.BPF_F_TEST_XDP_LIVE_FRAMES`` sends XDP_TX/REDIRECT frames for
+        real (``ctx=XdpMd(ingress_ifindex=...)``; no output then), ``BPF_F_TEST_RUN_ON_CPU``.
+        """
+        from . import testrun
+
+        return testrun.run(self, data, ctx, repeat, data_size_out, flags)
