@@ -97,9 +97,11 @@ if TYPE_CHECKING:
         on_sample: bool
 
 
-def open(*, log_level: int = 0) -> OpenObject[Objects]:
+def open(
+    *, log_level: int = 0, pin_root: str | None = None, btf_path: str | None = None
+) -> OpenObject[Objects]:
     """Open the object without loading it: set constants, max_entries, autoload, then load()."""
-    return OBJECT.open(log_level=log_level)
+    return OBJECT.open(log_level=log_level, pin_root=pin_root, btf_path=btf_path)
 
 
 def load(
@@ -108,7 +110,18 @@ def load(
     max_entries: MaxEntries = NO_SETTINGS,
     autoload: Autoload = NO_SETTINGS,
     log_level: int = 0,
+    pin_root: str | None = None,
+    btf_path: str | None = None,
 ) -> Objects:
     """Open and load the object for this host's byte order; ``constants`` set globals
-    (.rodata included) before load, by C name."""
-    return OBJECT.load(constants, max_entries=max_entries, autoload=autoload, log_level=log_level)
+    (.rodata included) before load, by C name. ``pin_root``: bpffs directory for maps
+    pinned by name; ``btf_path``: kernel BTF for CO-RE.
+    """
+    return OBJECT.load(
+        constants,
+        max_entries=max_entries,
+        autoload=autoload,
+        log_level=log_level,
+        pin_root=pin_root,
+        btf_path=btf_path,
+    )

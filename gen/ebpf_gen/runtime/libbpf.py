@@ -237,7 +237,6 @@ _PROTOTYPES: dict[str, tuple[Any, list[Any]]] = {
     ),
     "bpf_link__destroy": (c_int, [c_void_p]),
     # attach for every program type, and BPF_PROG_TEST_RUN (programs.py, links.py)
-    "bpf_program__type": (c_int, [c_void_p]),
     "bpf_program__set_type": (c_int, [c_void_p, c_int]),
     "bpf_program__expected_attach_type": (c_int, [c_void_p]),
     "bpf_program__set_expected_attach_type": (c_int, [c_void_p, c_int]),

@@ -73,11 +73,12 @@ class Link:
         what = f"link {self.program.name} -> {self.target}"
         if self.fd < 0:
             raise TypeError(f"{what}: a {self.via} attachment has no link fd to pin")
-        self._pin_path = pin_fd(self.fd, path, what)
+        self._pin_path: str | None = pin_fd(self.fd, path, what)
 
     def unpin(self) -> None:
         """Remove the pin file made by ``pin()`` (the link stays while this fd is open)."""
-        path, self._pin_path = getattr(self, "_pin_path", None), None
+        path: str | None = getattr(self, "_pin_path", None)
+        self._pin_path = None
         if path is None:
             raise ValueError(f"link {self.program.name} -> {self.target}: not pinned")
         os.unlink(path)
