@@ -12,6 +12,7 @@ import importlib.util
 import os
 import sys
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -32,6 +33,11 @@ def _vmtest() -> ModuleType:
 KERNELS = os.environ.get("VM_KERNELS", "5.10 6.1 6.12").split()
 
 
+@functools.cache  # every kernel booted once per session, side by side (scripts/vmtest.py)
+def _runs() -> dict[str, Any]:  # KernelRun | VmError of a module loaded by path
+    return dict(_vmtest().run_kernels(KERNELS))
+
+
 @pytest.mark.vm
 @pytest.mark.parametrize("kernel", KERNELS)
 def test_guest_tier_passes(kernel: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -41,14 +47,13 @@ def test_guest_tier_passes(kernel: str, capsys: pytest.CaptureFixture[str]) -> N
     need(vmtest.missing_host_tools())
     if os.geteuid() != 0:
         need("the VM tier needs root (the guest runs the kernel tier as root)")
-    try:
-        run = vmtest.run_kernel(kernel)
-    except vmtest.VmError as e:
+    run = _runs()[kernel]
+    if isinstance(run, vmtest.VmError):
         # A kernel that can't be fetched (no mirror) is an absent requirement; under CI,
         # need() turns it into a failure.
-        if "fetch failed" in str(e) and not IN_CI:
-            pytest.skip(str(e))
-        pytest.fail(str(e))
+        if "fetch failed" in str(run) and not IN_CI:
+            pytest.skip(str(run))
+        pytest.fail(str(run))
     report = "\n".join(vmtest.report_lines(run))
     # Shown even when the test passes: the guest's pass/fail lines are the VM tier's proof
     # (kprobe attach and events on each kernel), and CI's log should carry them.
