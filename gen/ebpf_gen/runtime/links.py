@@ -70,7 +70,7 @@ class Link:
         ``ebpf_gen.runtime.open_pinned_link(path)`` takes it up again."""
         from .pinning import pin_fd
 
-        what = f"link {self.program.name} -> {self.target}"
+        what = self._label()
         if self.fd < 0:
             raise TypeError(f"{what}: a {self.via} attachment has no link fd to pin")
         self._pin_path: str | None = pin_fd(self.fd, path, what)
@@ -80,8 +80,11 @@ class Link:
         path: str | None = getattr(self, "_pin_path", None)
         self._pin_path = None
         if path is None:
-            raise ValueError(f"link {self.program.name} -> {self.target}: not pinned")
+            raise ValueError(f"{self._label()}: not pinned")
         os.unlink(path)
+
+    def _label(self) -> str:
+        return f"link {self.program.name} -> {self.target}"
 
     def __enter__(self) -> Link:
         return self

@@ -120,6 +120,10 @@ class PinnedLink(Link):
     def __init__(self, ptr: int, path: str) -> None:
         self._ptr = ptr
         self.target = path
+        self._pin_path: str | None = path  # unpin() removes the pin it was opened from
+
+    def _label(self) -> str:
+        return f"pinned link {self.target}"
 
     def close(self) -> None:
         ptr, self._ptr = self._ptr, None
