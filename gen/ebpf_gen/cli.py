@@ -445,7 +445,7 @@ def _run_vmlinux(argv: list[str]) -> int:
             prefix, _, bare = name.partition(" ")
             wanted = kinds.get(prefix, ())
             if not wanted:
-                bare, wanted = name, (Kind.STRUCT, Kind.UNION, Kind.TYPEDEF, Kind.ENUM)
+                bare, wanted = name, (Kind.STRUCT, Kind.UNION, Kind.TYPEDEF, Kind.ENUM, Kind.ENUM64)
             found = spec.named(bare.strip(), *wanted)
             if not found:
                 raise ConfigError(f"--type {name}: no such type in the BTF", where=args.btf)
