@@ -179,8 +179,6 @@ def _need_generator(*, source: bool) -> None:
     import importlib.util
 
     wanted = [d for d in _GENERATOR_DEPS if source or d[0] != "clang"]
-    if sys.version_info < (3, 11):  # pragma: no cover - tomllib is 3.11+
-        wanted.append(("tomli", "tomli"))
     missing = [dist for mod, dist in wanted if importlib.util.find_spec(mod) is None]
     if missing:
         raise ConfigError(
