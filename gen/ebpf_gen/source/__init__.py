@@ -74,7 +74,7 @@ def analyze(source: Path, cflags: Sequence[str], model: ObjectModel,
     unit = parse(source, cflags, byteorder=model.btf.byteorder, cc=cc)
     inf = Inference(unit)
     if suspects:
-        model = replace(model, btf=_signed_from_source(model.btf, suspects, inf))
+        model = replace(model, btf=_signed_from_source(model.btf, suspects, inf, str(source)))
     builder = Builder(model.btf, signed_enums=True)
     declared: dict[str, int] = {}
     for name, ctype in missing.items():
@@ -163,14 +163,14 @@ def _sign_unknown_enums(btf: Spec) -> list[Enum]:
         (t.kind == Kind.ENUM and t.size > 4) or any(v.value >> (t.size * 8 - 1) for v in t.values))]
 
 
-def _signed_from_source(btf: Spec, suspects: Sequence[Enum], inf: Inference) -> Spec:
+def _signed_from_source(btf: Spec, suspects: Sequence[Enum], inf: Inference,
+                        main_file: str) -> Spec:
     """``btf`` with each of ``suspects`` given the signedness and values of its source."""
     source: dict[tuple[str, tuple[str, ...]], tuple[bool, tuple[int, ...]]] = {}
-    for decl in _enum_decls(inf.decls):
+    for decl in _enum_decls(inf.decls, suspects, main_file):
         consts = [c for c in decl.children() if c.kind == "ENUM_CONSTANT_DECL"]
         signed = decl.enum_int_type.canonical().kind in _SIGNED_INT_KINDS
-        key = (decl.tag, tuple(c.spelling for c in consts))
-        source[key] = (signed, tuple(c.enum_value for c in consts))
+        source[_enum_key(decl)] = (signed, tuple(c.enum_value for c in consts))
     types = list(btf.types)
     for t in suspects:
         # anonymous enums are matched by their constants (enumerator names are unique in C)
@@ -185,17 +185,35 @@ def _signed_from_source(btf: Spec, suspects: Sequence[Enum], inf: Inference) -> 
     return replace(btf, types=tuple(types))
 
 
-def _enum_decls(decls: Sequence[Node]) -> list[Node]:
-    """Enum definitions at file scope and inside records (C gives both file scope)."""
+def _enum_key(decl: Node) -> tuple[str, tuple[str, ...]]:
+    """An enum's tag and constant names: what a BTF enum is matched with."""
+    return decl.tag, tuple(c.spelling for c in decl.children() if c.kind == "ENUM_CONSTANT_DECL")
+
+
+def _enum_decls(decls: Sequence[Node], suspects: Sequence[Enum], main_file: str) -> list[Node]:
+    """The enum definitions that may be ``suspects``: by tag, or for anonymous ones every
+    anonymous enum; at file scope, and inside the main file's records (C gives both file
+    scope). vmlinux.h has ~15k declarations: only candidates are looked into."""
+    tags = {t.name for t in suspects}
     out: list[Node] = []
-    todo = list(decls)
-    while todo:
-        d = todo.pop()
-        if d.kind == "ENUM_DECL" and d.is_definition:
-            out.append(d)
-        elif d.kind in ("STRUCT_DECL", "UNION_DECL") and not d.in_system_header:
-            todo.extend(c for c in d.children() if c.kind in ("ENUM_DECL", "STRUCT_DECL",
-                                                              "UNION_DECL"))
+    records: list[Node] = []
+    for d in decls:
+        kind = d.kind
+        if kind == "ENUM_DECL":
+            if d.tag in tags and d.is_definition:
+                out.append(d)
+        elif kind in ("STRUCT_DECL", "UNION_DECL") and d.is_definition:
+            records.append(d)
+    wanted = {(t.name, tuple(v.name for v in t.values)) for t in suspects}
+    if not wanted <= {_enum_key(d) for d in out}:
+        todo = [r for r in records if r.loc.file == main_file]
+        while todo:
+            r = todo.pop()
+            for c in r.children():
+                if c.kind == "ENUM_DECL" and c.tag in tags and c.is_definition:
+                    out.append(c)
+                elif c.kind in ("STRUCT_DECL", "UNION_DECL"):
+                    todo.append(c)
     return out
 
 
