@@ -2,7 +2,7 @@
 PY ?= .venv/bin/python
 KERNEL ?= 5.10 6.1 6.12
 
-.PHONY: setup venv gen check-generated lint test test-unit test-kernel vmtest bench fuzz clean
+.PHONY: setup venv gen check-generated lint test test-unit test-kernel test-distros vmtest bench fuzz clean
 
 setup:  ## system packages + .venv (idempotent; what .ci/run calls)
 	bash scripts/setup.sh
@@ -14,8 +14,8 @@ venv:
 gen:  ## regenerate every [tool.ebpf-gen] source into generated/ (skips unchanged inputs)
 	$(PY) -m ebpf_gen.cli generate
 
-check-generated:  ## fail when generated/ is stale
-	$(PY) -m ebpf_gen.cli generate --check
+check-generated:  ## fail when generated/ is stale (module text only, under another clang)
+	PY=$(PY) bash scripts/check-generated.sh
 
 # mypy finds ebpf_gen through the editable install's .pth entry (gen/), as a user's does.
 lint:
@@ -29,6 +29,9 @@ test-unit:
 
 test-kernel:
 	$(PY) -m pytest -q -m "kernel and not vm"
+
+test-distros:  ## setup + unit + host-kernel tiers of HEAD in a fresh root of the other Debian suite
+	bash scripts/test-distros.sh
 
 vmtest:  ## boot stock Debian kernels under qemu and run the kernel tier inside (KERNEL=5.10|6.1|6.12)
 	$(PY) scripts/vmtest.py $(KERNEL)

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install everything ebpf-gen needs on a fresh Debian 12 machine, as root. Idempotent and
+# Install everything ebpf-gen needs on a fresh Debian 12 (bookworm) or 13 (trixie) machine, as
+# root: the package names are the same in both (`clang` is clang 14 or 19). Idempotent and
 # quiet: installed packages are skipped, the .venv is reused. Called by .ci/run and `make setup`.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -44,7 +44,7 @@ def mypy_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _mypy(path: Path, mypy_path: Path) -> list[tuple[int, str]]:
     proc = subprocess.run(
         [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "--python-version",
-         "3.10", "--config-file", "/dev/null", "--hide-error-context", "--no-pretty",
+         "3.11", "--config-file", "/dev/null", "--hide-error-context", "--no-pretty",
          "--show-error-codes", str(path)],
         capture_output=True, text=True, cwd=mypy_path, env={"MYPYPATH": str(mypy_path),
                                                           "PATH": "/usr/bin:/bin"},

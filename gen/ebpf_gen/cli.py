@@ -179,8 +179,6 @@ def _need_generator(*, source: bool) -> None:
     import importlib.util
 
     wanted = [d for d in _GENERATOR_DEPS if source or d[0] != "clang"]
-    if sys.version_info < (3, 11):  # pragma: no cover - tomllib is 3.11+
-        wanted.append(("tomli", "tomli"))
     missing = [dist for mod, dist in wanted if importlib.util.find_spec(mod) is None]
     if missing:
         raise ConfigError(
@@ -445,7 +443,7 @@ def _run_vmlinux(argv: list[str]) -> int:
             prefix, _, bare = name.partition(" ")
             wanted = kinds.get(prefix, ())
             if not wanted:
-                bare, wanted = name, (Kind.STRUCT, Kind.UNION, Kind.TYPEDEF, Kind.ENUM)
+                bare, wanted = name, (Kind.STRUCT, Kind.UNION, Kind.TYPEDEF, Kind.ENUM, Kind.ENUM64)
             found = spec.named(bare.strip(), *wanted)
             if not found:
                 raise ConfigError(f"--type {name}: no such type in the BTF", where=args.btf)

@@ -17,12 +17,16 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from . import naming
-from .btf.types import Array, Enum, Int, Kind, Spec, Struct, Typedef, Union_
+from .btf.types import Array, Enum, Int, Kind, Spec, Struct, Typedef, Union_, c_keyword
 from .errors import MAX_NESTING, GenError
 from .model import ObjectModel
 
-_RECORD_KINDS = (Kind.STRUCT, Kind.UNION, Kind.ENUM)
-_KIND_WORDS = {"struct": Kind.STRUCT, "union": Kind.UNION, "enum": Kind.ENUM}
+_RECORD_KINDS = (Kind.STRUCT, Kind.UNION, Kind.ENUM, Kind.ENUM64)
+_KIND_WORDS = {
+    "struct": (Kind.STRUCT,),
+    "union": (Kind.UNION,),
+    "enum": (Kind.ENUM, Kind.ENUM64),  # clang 15+ writes 64-bit enums as ENUM64
+}
 
 
 @dataclass(frozen=True)
@@ -53,7 +57,7 @@ def find_types(spec: Spec, requested: Iterable[str]) -> list[int]:
         word, _, rest = text.strip().partition(" ")
         kinds: tuple[Kind, ...]
         if word in _KIND_WORDS and rest.strip():
-            name, kinds = rest.strip(), (_KIND_WORDS[word],)
+            name, kinds = rest.strip(), _KIND_WORDS[word]
         else:
             name, kinds = text.strip(), (*_RECORD_KINDS, Kind.TYPEDEF)
         found = [t.id for t in spec.types if t.name == name and t.kind in kinds]
@@ -221,7 +225,7 @@ def _check_members(spec: Spec, t: Struct | Union_) -> None:
 
 def _describe_id(spec: Spec, type_id: int) -> str:
     t = spec[type_id]
-    word = t.kind.name.lower()
+    word = c_keyword(t) or t.kind.name.lower()
     return f"{word} {t.name} (type id {type_id})" if t.name else (
         f"anonymous {word} (type id {type_id})"
     )
@@ -230,7 +234,7 @@ def _describe_id(spec: Spec, type_id: int) -> str:
 def _c_name(spec: Spec, tid: int, walker: _Walker) -> str:
     t = spec[tid]
     if t.name:
-        return f"{t.kind.name.lower()} {t.name}"
+        return f"{c_keyword(t)} {t.name}"
     return walker.typedef_names.get(tid, "")
 
 
@@ -277,7 +281,7 @@ def _doc(
     spec: Spec, tid: int, walker: _Walker, names: dict[int, str], source: dict[int, str]
 ) -> str:
     t = spec[tid]
-    word = t.kind.name.lower()
+    word = c_keyword(t)
     if t.name:
         text = f"{word} {t.name}"
     elif tid in walker.typedef_names:
@@ -291,7 +295,7 @@ def _doc(
             parent = spec[origin.parent]
             where = f"member {origin.member}" if origin.member else "unnamed member"
             pname = _c_name(spec, origin.parent, walker) or names[origin.parent]
-            text = f"anonymous {word} in {pname or parent.kind.name.lower()}, {where}"
+            text = f"anonymous {word} in {pname or c_keyword(parent)}, {where}"
     if tid in source:
         text += f" (layout taken from {source[tid]}: not in BTF)"
     return text + "."

@@ -20,18 +20,13 @@ the project applies the global ``cflags`` as well and says so (``--no-config`` t
 from __future__ import annotations
 
 import os
-import sys
+import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib  # type: ignore[import-not-found,no-redef,unused-ignore]
 
 _TABLE = "tool.ebpf-gen"
 _TOP_KEYS = {"output-dir", "cflags", "source"}

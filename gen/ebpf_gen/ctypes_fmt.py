@@ -37,6 +37,7 @@ from .btf.types import (
     Spec,
     Struct,
     Union_,
+    c_keyword,
 )
 from .errors import LayoutError
 
@@ -606,7 +607,7 @@ def _is_char(t: Int) -> bool:
 
 
 def _describe(t: Any) -> str:
-    word = {Kind.STRUCT: "struct", Kind.UNION: "union", Kind.ENUM: "enum"}.get(t.kind, "")
+    word = c_keyword(t)
     return f"{word} {t.name}" if t.name else f"anonymous {word}"
 
 
@@ -630,9 +631,9 @@ def c_type_name(spec: Spec, type_id: int) -> str:
         base = f"{t.kind.name.lower()} {c_type_name(spec, t.type)}"  # type: ignore[union-attr]
     elif t.kind == Kind.TYPE_TAG:
         base = c_type_name(spec, t.type)  # type: ignore[union-attr]
-    elif t.kind in (Kind.STRUCT, Kind.UNION, Kind.ENUM, Kind.FWD):
-        word = {Kind.STRUCT: "struct", Kind.UNION: "union", Kind.ENUM: "enum"}.get(t.kind)
-        if word is None:
+    elif c_keyword(t) or t.kind == Kind.FWD:
+        word = c_keyword(t)
+        if not word:
             word = "union" if getattr(t, "is_union", False) else "struct"
         base = f"{word} {t.name or '(anonymous)'}"
     else:

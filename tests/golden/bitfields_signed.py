@@ -28,7 +28,7 @@ from ebpf_gen.runtime import (
 class Mode(CEnum):
     """enum mode."""
 
-    MODE_OFF = 4294967295
+    MODE_OFF = -1
     MODE_ON = 1
 
 
@@ -49,7 +49,7 @@ check_layout(
     bitfields={
         "a": Bitfield("_bitfield_0", bit=0, bits=3, signed=True),
         "b": Bitfield("_bitfield_0", bit=3, bits=4, signed=True),
-        "m": Bitfield("_bitfield_0", bit=7, bits=2, signed=False),
+        "m": Bitfield("_bitfield_0", bit=7, bits=2, signed=True),
         "on": Bitfield("_bitfield_0", bit=9, bits=1, signed=False),
     },
 )

@@ -28,13 +28,13 @@ class Big(CEnum):
     """enum big."""
 
     BIG_A = 1
-    BIG_B = 0
+    BIG_B = 1099511627776
 
 
 class Neg(CEnum):
     """enum neg."""
 
-    NEG_MINUS = 4294967291
+    NEG_MINUS = -5
     NEG_ZERO = 0
     NEG_PLUS = 5
 
@@ -72,7 +72,7 @@ class Enums(CStruct):
         ("t", ctypes.c_uint8),
         ("s", ctypes.c_uint16),
         ("w", ctypes.c_uint32),
-        ("n", ctypes.c_uint32),
+        ("n", ctypes.c_int32),
         ("b", ctypes.c_uint64),
     )
 

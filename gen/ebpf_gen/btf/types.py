@@ -375,6 +375,22 @@ Type = Union[  # noqa: UP007 (a runtime alias; kept as the model defines it)
     Var, DataSec, Float, DeclTag,
 ]
 
+# The C keyword of each kind that has one. ENUM and ENUM64 are both `enum` in C (clang picks
+# ENUM64 for an enum with a value beyond 32 bits, clang 14 and older write ENUM): compare kinds
+# through this table or `isinstance(t, Enum)`, never by the kind's name.
+C_KEYWORDS: dict[Kind, str] = {
+    Kind.STRUCT: "struct",
+    Kind.UNION: "union",
+    Kind.ENUM: "enum",
+    Kind.ENUM64: "enum",
+}
+
+
+def c_keyword(t: Type) -> str:
+    """``struct``/``union``/``enum`` for the kinds that have a C keyword, else ""."""
+    return C_KEYWORDS.get(t.kind, "")
+
+
 # Kinds that only wrap another type without changing its layout.
 _TRANSPARENT = (Kind.TYPEDEF, Kind.VOLATILE, Kind.CONST, Kind.RESTRICT, Kind.TYPE_TAG)
 

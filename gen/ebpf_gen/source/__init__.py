@@ -18,13 +18,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from ..btf.types import Kind, Spec
+from ..btf.types import Enum, EnumValue, Kind, Spec
 from ..errors import ConfigError, SourceError
 from ..model import EVENT_MAP_TYPES, Diagnostic, MapDef, ObjectModel
 from . import messages
-from ._clang import Loc, Node, parse, system_clang
+from ._clang import Loc, Node, parse
 from .infer import Inference, Record, Send
-from .layout import Builder
+from .layout import _SIGNED_INT_KINDS, Builder
 
 __all__ = ["analyze", "declare_event_types", "parse", "synthesize"]
 
@@ -68,11 +68,14 @@ def analyze(source: Path, cflags: Sequence[str], model: ObjectModel,
     """
     model = declare_event_types(model, map_types or {}, str(source))
     missing = _undeclared(model, map_types or {})
-    if not missing and not _needs_source(model, types):
+    suspects = _sign_unknown_enums(model.btf)
+    if not suspects and not missing and not _needs_source(model, types):
         return model  # the parse costs as much as a compile (vmlinux.h): skip it when idle
     unit = parse(source, cflags, byteorder=model.btf.byteorder, cc=cc)
     inf = Inference(unit)
-    builder = _builder(model.btf, cc)
+    if suspects:
+        model = replace(model, btf=_signed_from_source(model.btf, suspects, inf, str(source)))
+    builder = Builder(model.btf, signed_enums=True)
     declared: dict[str, int] = {}
     for name, ctype in missing.items():
         decl = _find_decl(inf, ctype)
@@ -145,11 +148,73 @@ def analyze(source: Path, cflags: Sequence[str], model: ObjectModel,
     )
 
 
-def _builder(btf: Spec, cc: str) -> Builder:
-    # clang >= 15 marks an enum with a negative value signed (BTF kind_flag); clang 14 writes
-    # every value unsigned. The object's clang decides; unknown means a current one.
-    major = system_clang(cc).major
-    return Builder(btf, signed_enums=major == 0 or major >= 15)
+# -- enums clang 14 records incompletely --------------------------------------------------
+# clang >= 15 marks an enum whose integer type is signed (it has a negative value) with BTF's
+# kind_flag and writes its values signed, and writes an enum with 64-bit values as ENUM64.
+# clang 14 writes every enum as an unsigned ENUM of 32-bit values: `MODE_OFF = -1` reads back
+# as 4294967295 (and a bitfield of that enum as unsigned), `BIG_B = 1ULL << 40` as 0. Only an
+# unsigned enum with a value whose top bit is set, or an 8-byte ENUM, can be such a one; for
+# those the source's enum gives signedness and values, so both toolchains give the same module
+# for the same C. (Enums laid out from source are always signed as the source says.)
+
+
+def _sign_unknown_enums(btf: Spec) -> list[Enum]:
+    return [t for t in btf.types if isinstance(t, Enum) and not t.signed and (
+        (t.kind == Kind.ENUM and t.size > 4) or any(v.value >> (t.size * 8 - 1) for v in t.values))]
+
+
+def _signed_from_source(btf: Spec, suspects: Sequence[Enum], inf: Inference,
+                        main_file: str) -> Spec:
+    """``btf`` with each of ``suspects`` given the signedness and values of its source."""
+    source: dict[tuple[str, tuple[str, ...]], tuple[bool, tuple[int, ...]]] = {}
+    for decl in _enum_decls(inf.decls, suspects, main_file):
+        consts = [c for c in decl.children() if c.kind == "ENUM_CONSTANT_DECL"]
+        signed = decl.enum_int_type.canonical().kind in _SIGNED_INT_KINDS
+        source[_enum_key(decl)] = (signed, tuple(c.enum_value for c in consts))
+    types = list(btf.types)
+    for t in suspects:
+        # anonymous enums are matched by their constants (enumerator names are unique in C)
+        found = source.get((t.name, tuple(v.name for v in t.values)))
+        if found is None:
+            continue  # not defined in this source (a header's enum): BTF's word stands
+        signed, values = found
+        mask = (1 << (t.size * 8)) - 1
+        types[t.id] = t._replace(signed=signed, values=tuple(
+            EnumValue(v.name, x if signed else x & mask) for v, x in zip(t.values, values,
+                                                                         strict=True)))
+    return replace(btf, types=tuple(types))
+
+
+def _enum_key(decl: Node) -> tuple[str, tuple[str, ...]]:
+    """An enum's tag and constant names: what a BTF enum is matched with."""
+    return decl.tag, tuple(c.spelling for c in decl.children() if c.kind == "ENUM_CONSTANT_DECL")
+
+
+def _enum_decls(decls: Sequence[Node], suspects: Sequence[Enum], main_file: str) -> list[Node]:
+    """The enum definitions that may be ``suspects``: by tag, or for anonymous ones every
+    anonymous enum; at file scope, and inside the main file's records (C gives both file
+    scope). vmlinux.h has ~15k declarations: only candidates are looked into."""
+    tags = {t.name for t in suspects}
+    out: list[Node] = []
+    records: list[Node] = []
+    for d in decls:
+        kind = d.kind
+        if kind == "ENUM_DECL":
+            if d.tag in tags and d.is_definition:
+                out.append(d)
+        elif kind in ("STRUCT_DECL", "UNION_DECL") and d.is_definition:
+            records.append(d)
+    wanted = {(t.name, tuple(v.name for v in t.values)) for t in suspects}
+    if not wanted <= {_enum_key(d) for d in out}:
+        todo = [r for r in records if r.loc.file == main_file]
+        while todo:
+            r = todo.pop()
+            for c in r.children():
+                if c.kind == "ENUM_DECL" and c.tag in tags and c.is_definition:
+                    out.append(c)
+                elif c.kind in ("STRUCT_DECL", "UNION_DECL"):
+                    todo.append(c)
+    return out
 
 
 def _needs_source(model: ObjectModel, types: Sequence[str]) -> bool:
@@ -171,7 +236,7 @@ def synthesize(
     decl = _find_decl(inf, name)
     if decl is None:
         raise SourceError(f"no struct, union or typedef '{name}' defined", where=str(source))
-    builder = _builder(btf, cc)
+    builder = Builder(btf, signed_enums=True)
     if decl.kind in ("STRUCT_DECL", "UNION_DECL"):
         tid = builder.record(decl, force=True)
     else:

@@ -1,8 +1,7 @@
 # Struct members are typed to the field; records print, compare and convert.
-from typing import Any
+from typing import Any, assert_type
 
 from probe import probe
-from typing_extensions import assert_type
 
 ev = probe.Event()
 assert_type(ev.pid, int)

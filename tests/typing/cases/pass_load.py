@@ -1,7 +1,8 @@
 # load() takes the object's own names with their types.
+from typing import assert_type
+
 from ebpf_gen.runtime import HashMap, Program, RingBuf
 from probe import probe
-from typing_extensions import assert_type
 
 with probe.load(
     constants={"targ_pid": 42, "targ_comm": b"bash"},
