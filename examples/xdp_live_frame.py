@@ -11,6 +11,7 @@ interface.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import socket
 import struct
 import sys
@@ -49,11 +50,22 @@ def udp_packet(src_mac: bytes, dst_mac: bytes, src: str, dst: str, port: int) ->
     return dst_mac + src_mac + b"\x08\x00" + ip + udp
 
 
+def hw_address(name: str) -> bytes:
+    """The interface's MAC, asked of the kernel in this process's network namespace.
+
+    (/sys/class/net shows the namespace /sys was mounted in, not necessarily ours.)
+    """
+    siocgifhwaddr = 0x8927
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        req = struct.pack("16s16x", name.encode())
+        reply = fcntl.ioctl(s.fileno(), siocgifhwaddr, req)
+    return reply[18:24]  # struct ifreq: name[16], then sockaddr: family (2), data[6]
+
+
 def _send(args: argparse.Namespace) -> int:
     _common.require_root()
     index, name = ifindex(args.interface)
-    with open(f"/sys/class/net/{name}/address") as f:
-        src_mac = bytes.fromhex(f.read().strip().replace(":", ""))
+    src_mac = hw_address(name)
     packet = udp_packet(src_mac, bytes.fromhex(args.dst_mac.replace(":", "")), args.src_ip,
                         args.dst_ip, args.port)
     with xdp_live_frame.load() as objs, objs.programs.xdp_prog_pass.attach_xdp(index):

@@ -20,9 +20,10 @@ die() { echo "setup: $*" >&2; exit 1; }
 #  ca-certificates                        pip over https
 #  gcc libc6-dev                          the tests' second compiler: golden layouts vs gcc,
 #                                         a host (non-BPF) object the CLI must reject
+#  mount                                  the tests mount their own bpffs (not in a minimal root)
 #  systemtap-sdt-dev iproute2             USDT, netns/veth/tc tests (clang builds the probe binary)
 packages=(clang llvm libbpf-dev libbpf1 bpftool linux-libc-dev python3-venv python3-bpfcc
-          gcc libc6-dev
+          gcc libc6-dev mount
           linux-headers-amd64 linux-image-amd64 qemu-system-x86 busybox-static file kmod
           ca-certificates systemtap-sdt-dev iproute2)
 

@@ -18,10 +18,28 @@ CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
+def in_ns(netns: str) -> list[str]:
+    """The command prefix that runs a command in network namespace ``netns``.
+
+    nsenter joins the network namespace only. ``ip -n``/``ip netns exec`` also make a mount
+    namespace and run ``mount --make-rslave /``, which fails with EINVAL in a chroot whose
+    root is not a mount point: the pristine roots of test-distros and fresh-machine.
+    """
+    return ["nsenter", f"--net=/run/netns/{netns}"]
+
+
 def _ip(*args: str) -> None:
-    proc = subprocess.run(["ip", *args], capture_output=True, text=True)
+    _run(["ip", *args])
+
+
+def _ip_in(netns: str, *args: str) -> None:
+    _run([*in_ns(netns), "ip", *args])
+
+
+def _run(cmd: list[str]) -> None:
+    proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise AssertionError(f"ip {' '.join(args)} failed: {proc.stderr.strip()}")
+        raise AssertionError(f"{' '.join(cmd)} failed: {proc.stderr.strip()}")
 
 
 @contextlib.contextmanager
@@ -56,7 +74,7 @@ class VethPair:
 
     def mac(self, dev: str) -> str:
         ns = self.ns_a if dev == self.dev_a else self.ns_b
-        out = subprocess.run(["ip", "-n", ns, "-o", "link", "show", dev],
+        out = subprocess.run([*in_ns(ns), "ip", "-o", "link", "show", dev],
                              capture_output=True, text=True, check=True).stdout
         return out.split("link/ether ")[1].split()[0]
 
@@ -85,19 +103,19 @@ def veth_pair(tag: str) -> Iterator[VethPair]:
     _ip("netns", "add", pair.ns_a)
     try:
         _ip("netns", "add", pair.ns_b)
-        _ip("-n", pair.ns_a, "link", "add", pair.dev_a, "type", "veth", "peer", "name",
+        _ip_in(pair.ns_a, "link", "add", pair.dev_a, "type", "veth", "peer", "name",
             pair.dev_b, "netns", pair.ns_b)
         for ns, dev, addr in (
             (pair.ns_a, pair.dev_a, pair.addr_a),
             (pair.ns_b, pair.dev_b, pair.addr_b),
         ):
-            _ip("-n", ns, "addr", "add", f"{addr}/24", "dev", dev)
-            _ip("-n", ns, "link", "set", dev, "up")
-            _ip("-n", ns, "link", "set", "lo", "up")
+            _ip_in(ns, "addr", "add", f"{addr}/24", "dev", dev)
+            _ip_in(ns, "link", "set", dev, "up")
+            _ip_in(ns, "link", "set", "lo", "up")
         mac = {dev: pair.mac(dev) for dev in (pair.dev_a, pair.dev_b)}
-        _ip("-n", pair.ns_a, "neigh", "replace", pair.addr_b, "lladdr", mac[pair.dev_b],
+        _ip_in(pair.ns_a, "neigh", "replace", pair.addr_b, "lladdr", mac[pair.dev_b],
             "dev", pair.dev_a, "nud", "permanent")
-        _ip("-n", pair.ns_b, "neigh", "replace", pair.addr_a, "lladdr", mac[pair.dev_a],
+        _ip_in(pair.ns_b, "neigh", "replace", pair.addr_a, "lladdr", mac[pair.dev_a],
             "dev", pair.dev_b, "nud", "permanent")
         yield pair
     finally:

@@ -20,7 +20,7 @@ import pytest
 from ebpf_gen.runtime.diagnose import cgroup2_mounts, kernel_version
 
 from tests.conftest import REPO, VM_KERNEL, require_tool
-from tests.netns import VethPair, veth_pair
+from tests.netns import VethPair, in_ns, veth_pair
 
 pytestmark = pytest.mark.kernel
 
@@ -28,7 +28,7 @@ WAIT = 60.0 if VM_KERNEL else 20.0
 
 
 class App:
-    """An example app started with ``prefix`` (e.g. ``ip netns exec NS``); JSON lines queued."""
+    """An example app started with ``prefix`` (tests.netns.in_ns); JSON lines queued."""
 
     def __init__(self, module: str, *args: str, prefix: tuple[str, ...] = ()) -> None:
         argv = [*prefix, sys.executable, "-m", f"examples.{module}", "--json", *args,
@@ -83,7 +83,7 @@ def _send(pair: VethPair, src: str, dport: int, n: int, sport: int = 0) -> None:
 
 
 def test_xdp_counts_per_source(pair: VethPair) -> None:
-    app = App("xdp", pair.dev_a, "--interval", "0.2", prefix=("ip", "netns", "exec", pair.ns_a))
+    app = App("xdp", pair.dev_a, "--interval", "0.2", prefix=tuple(in_ns(pair.ns_a)))
     try:
         assert app.wait_for(lambda r: True) == {"packets": {}}  # attached, nothing yet
         _send(pair, "b", 47201, 7)
@@ -95,7 +95,7 @@ def test_xdp_counts_per_source(pair: VethPair) -> None:
 
 
 def test_tcx_counts_both_directions(pair: VethPair) -> None:
-    app = App("tcx", pair.dev_a, "--interval", "0.2", prefix=("ip", "netns", "exec", pair.ns_a))
+    app = App("tcx", pair.dev_a, "--interval", "0.2", prefix=tuple(in_ns(pair.ns_a)))
     try:
         first = app.wait_for(lambda r: True)
         assert first["sessions"] == []
@@ -182,7 +182,7 @@ def test_xdp_live_frame_sends_exactly_count(pair: VethPair) -> None:
         mac = pair.mac(pair.dev_b)
         with peer:
             proc = subprocess.run(
-                ["ip", "netns", "exec", pair.ns_a, sys.executable, "-m",
+                [*in_ns(pair.ns_a), sys.executable, "-m",
                  "examples.xdp_live_frame", pair.dev_a, mac, pair.addr_a, pair.addr_b,
                  "--port", "47231", "--count", "25", "--json"],
                 cwd=REPO, capture_output=True, text=True, timeout=WAIT,

@@ -20,6 +20,7 @@ from ebpf_gen.runtime.diagnose import cgroup2_mounts
 from ebpf_gen.runtime.perf import online_cpus
 
 from tests.conftest import VM_KERNEL, need, require_tool
+from tests.netns import in_ns
 
 pytestmark = pytest.mark.kernel
 
@@ -393,7 +394,7 @@ def test_sk_lookup_steers_to_the_socket_in_the_map(objs: Any) -> None:
     ns = f"ebpfgen-i10-lk-{os.getpid()}"
     subprocess.run(["ip", "netns", "add", ns], check=True)
     try:
-        subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
+        subprocess.run([*in_ns(ns), "ip", "link", "set", "lo", "up"], check=True)
         from tests.netns import inside
 
         with inside(ns):

@@ -206,7 +206,14 @@ def test_user_stack_symbolized_by_elf_tables(objs: Any, tmp_path: Path) -> None:
     frames = [user(a) for a in addrs]
     assert frames[0].name == "target_fn" and frames[0].offset == 0, frames
     assert frames[0].module == "target"
-    assert "main" in [f.name for f in frames[1:]], frames
+    callers = [f.name for f in frames[1:]]
+    if vm_kernel() == "5.10":
+        # At a uprobe on a function's first instruction the frame pointer is not set up
+        # yet: 5.10 walks from the caller's frame and skips main itself (later kernels
+        # take the return address from the stack pointer there).
+        assert callers and "target_fn" not in callers, frames
+    else:
+        assert "main" in callers, frames
     # The build-id stack of the same call names the binary by its GNU build id.
     bframes = objs.maps.bstacks[objs.maps.ids[2]]
     build_id = symbols.ElfSymbols(str(binary)).build_id

@@ -16,7 +16,7 @@ from ebpf_gen.runtime.diagnose import kernel_version
 from ebpf_gen.runtime.testrun import SkBuff, XdpMd
 
 from tests.conftest import require_tool
-from tests.netns import VethPair, inside, receive_all, veth_pair
+from tests.netns import VethPair, in_ns, inside, receive_all, veth_pair
 
 pytestmark = pytest.mark.kernel
 
@@ -192,7 +192,7 @@ def icmp_echo(pair: VethPair, n: int) -> int:
 
 
 def _checksum(data: bytes) -> int:
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
     total = (total >> 16) + (total & 0xFFFF)
     return ~(total + (total >> 16)) & 0xFFFF
 
@@ -251,7 +251,7 @@ def test_tc_counts_and_drops(net: Any, pair: VethPair, direction: str, via: str)
         send(pair, sender, {PORT: 1})
         assert len(receive_all(passed, 1)) == 1
     assert v.tc_udp == 4
-    out = subprocess_out("ip", "netns", "exec", pair.ns_a, "tc", "qdisc", "show", "dev", pair.dev_a)
+    out = subprocess_out(*in_ns(pair.ns_a), "tc", "qdisc", "show", "dev", pair.dev_a)
     assert "clsact" not in out  # the qdisc made for the filter went with it
 
 
@@ -261,7 +261,7 @@ def test_tc_priority_handle_select_clsact(net: Any, pair: VethPair) -> None:
     with link:
         assert isinstance(link, TcFilterLink) and (link.priority, link.handle) == (7, 3)
         assert "priority/handle given" in link.note
-        out = subprocess_out("ip", "netns", "exec", pair.ns_a, "tc", "filter", "show", "dev",
+        out = subprocess_out(*in_ns(pair.ns_a), "tc", "filter", "show", "dev",
                              pair.dev_a, "ingress")
         assert "pref 7" in out and "handle 0x3" in out and "direct-action" in out
     with pytest.raises(ValueError, match="tc direction must be"):
@@ -374,7 +374,7 @@ def test_clsact_qdisc_stays_while_a_filter_of_ours_holds_it(net: Any, pair: Veth
         egress = prog.attach_tc(pair.dev_a, "egress", via="clsact")
 
     def qdisc() -> str:
-        return subprocess_out("ip", "netns", "exec", pair.ns_a, "tc", "qdisc", "show", "dev",
+        return subprocess_out(*in_ns(pair.ns_a), "tc", "qdisc", "show", "dev",
                               pair.dev_a)
 
     ingress.close()

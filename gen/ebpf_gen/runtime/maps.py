@@ -562,7 +562,10 @@ class Map(_MapBase):
                 ctypes.addressof(opts))
             if ret == 0:
                 return
-            if count.value == 0 and -ret in _NO_BATCH:
+            # 5.10 refuses batches on per-CPU arrays and LPM tries with ENOTSUPP yet reports
+            # every entry as done: a refusal means none were, and writing them again key by
+            # key is what BPF_ANY does anyway.
+            if -ret in _NO_BATCH:
                 self.iteration = "per-key"
             else:
                 self._batch_error(ret, "update_batch", keys, count.value, flags)
