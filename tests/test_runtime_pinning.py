@@ -22,6 +22,8 @@ from ebpf_gen.runtime import (
     open_pinned_link,
 )
 
+from tests.vm.kernel_features import lacks
+
 pytestmark = pytest.mark.kernel
 
 SOURCE = r"""
@@ -171,7 +173,10 @@ PIN_CHILD = textwrap.dedent("""
             objs.maps.plain[3] = 33
             objs.maps.plain.pin(root + "/plain")
             link = objs.programs.on_getppid.attach()
-            link.pin(root + "/link")
+            try:
+                link.pin(root + "/link")
+            except OSError as e:  # no BPF link behind a tracepoint before perf links (5.8+)
+                print(f"link refused: {e}")
     print("pinned")
 """)
 
@@ -183,9 +188,14 @@ def test_pin_in_one_process_reopen_in_another(module: ModuleType, bpffs: Path) -
         capture_output=True, text=True, timeout=60,
     )
     assert proc.returncode == 0 and "pinned" in proc.stdout, proc.stderr
+    # Kernels without perf links (5.10 in the VM tier) attach a tracepoint through a perf
+    # event fd, which is no BPF link and cannot be pinned: that is said, not hidden.
+    assert ("link refused" in proc.stdout) == lacks("perf_link"), proc.stdout
     plain = module.OBJECT.open_pinned("plain", bpffs / "plain")
     try:
         assert type(plain).__name__ == "ArrayMap" and plain[3] == 33
+        if lacks("perf_link"):
+            return
         before = plain[0]
         os.getppid()  # the child exited; its pinned link keeps the program attached
         assert plain[0] > before
