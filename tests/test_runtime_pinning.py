@@ -94,7 +94,7 @@ def test_stack_trace_map_sized_like_libbpf_tools_loads(module: ModuleType, bpffs
 
 def test_open_object_edits_check_input(module: ModuleType) -> None:
     with module.open() as opened:
-        with pytest.raises(ValueError, match=r"set_value_size: -1 out of range"):
+        with pytest.raises(OverflowError, match=r"set_value_size: -1 out of range"):
             opened.set_value_size("stacks", -1)
         with pytest.raises(TypeError, match="expected an int"):
             opened.set_key_size("stacks", "4")

@@ -41,6 +41,7 @@ class Link:
         self.program = program
         self.target = target
         self.note = ""
+        self._pin_path: str | None = None  # set by pin(), cleared by unpin()
 
     @property
     def fd(self) -> int:
@@ -73,12 +74,11 @@ class Link:
         what = self._label()
         if self.fd < 0:
             raise TypeError(f"{what}: a {self.via} attachment has no link fd to pin")
-        self._pin_path: str | None = pin_fd(self.fd, path, what)
+        self._pin_path = pin_fd(self.fd, path, what)
 
     def unpin(self) -> None:
         """Remove the pin file made by ``pin()`` (the link stays while this fd is open)."""
-        path: str | None = getattr(self, "_pin_path", None)
-        self._pin_path = None
+        path, self._pin_path = self._pin_path, None
         if path is None:
             raise ValueError(f"{self._label()}: not pinned")
         os.unlink(path)

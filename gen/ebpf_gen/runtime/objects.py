@@ -457,12 +457,12 @@ class OpenObject(Generic[T]):
         ``set_value_size("stackmap", 127 * 8)``); the handle then reads raw bytes, or
         the addresses of a StackTraceMap."""
         self._edit(name, "set_value_size", size, libbpf.lib().bpf_map__set_value_size(
-            self._map(name), _u32(size, "set_value_size")), value=None)
+            self._map(name), check_uint("set_value_size", size, 32)), value=None)
 
     def set_key_size(self, name: str, size: int) -> None:
         """Resize the map's keys before load; the handle then takes raw bytes keys."""
         self._edit(name, "set_key_size", size, libbpf.lib().bpf_map__set_key_size(
-            self._map(name), _u32(size, "set_key_size")), key=None)
+            self._map(name), check_uint("set_key_size", size, 32)), key=None)
 
     def set_type(self, name: str, kind: int) -> None:
         """Change the map type before load (a MapKind); the handle follows the new kind."""
@@ -479,7 +479,7 @@ class OpenObject(Generic[T]):
     def set_map_flags(self, name: str, flags: int) -> None:
         """Replace the map's BPF_F_* flags before load."""
         self._edit(name, "set_map_flags", flags, libbpf.lib().bpf_map__set_map_flags(
-            self._map(name), _u32(flags, "set_map_flags")), flags=flags)
+            self._map(name), check_uint("set_map_flags", flags, 32)), flags=flags)
 
     def set_autocreate(self, name: str, enabled: bool) -> None:
         """Whether libbpf creates the map at load (off: programs using it must not load,
@@ -780,14 +780,6 @@ def _edited(spec: ObjectSpec[Any], edits: dict[str, dict[str, object]]) -> Objec
     return copy
 
 
-def _u32(value: int, what: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{what}: expected an int, got {type(value).__name__}")
-    if not 0 <= value <= 0xFFFFFFFF:
-        raise ValueError(f"{what}: {value} out of range for a u32 [0, 4294967295]")
-    return value
-
-
 def _fd_arg(value: object, what: str) -> int:
     fd = getattr(value, "fd", value)
     if not isinstance(fd, int) or isinstance(fd, bool):
@@ -798,11 +790,9 @@ def _fd_arg(value: object, what: str) -> int:
 
 
 def _refused_program(section: str, err: int) -> str | None:
-    """For a process that has every capability, why the kernel refused a trampoline
-    (fentry/fexit/fmod_ret/LSM) program: the kernel's policy, not a missing capability."""
-    if err != E.EPERM or not section or "CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN" not in (
-        _capability_report()
-    ):
+    """Why the kernel refused a trampoline (fentry/fexit/fmod_ret/LSM) program: its policy,
+    not a missing capability. The caller has already checked that every capability is held."""
+    if err != E.EPERM or not section:
         return None
     from . import diagnose, sections
 
