@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import shlex
 import sys
 from collections.abc import Sequence
@@ -412,26 +413,11 @@ def _vmlinux_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _run_vmlinux(argv: list[str]) -> int:
+def _vmlinux_text(args: argparse.Namespace, data: bytes) -> str:
     from .btf.decode import decode_btf
     from .btf.types import Kind
     from .cheader import HeaderWriter
 
-    args = _vmlinux_parser().parse_args(argv)
-    _set_verbosity(args)
-    src = Path(args.btf)
-    try:
-        data = src.read_bytes()
-    except FileNotFoundError as e:
-        hint = (" (this kernel was built without CONFIG_DEBUG_INFO_BTF): pass --btf PATH"
-                if args.btf == "/sys/kernel/btf/vmlinux" else "")
-        raise ConfigError(f"no such file{hint}", where=args.btf) from e
-    except OSError as e:
-        raise ConfigError(f"cannot read: {e.strerror}", where=args.btf) from e
-    if data[:4] == b"\x7fELF":
-        from .elf import parse_elf
-
-        data = parse_elf(data, args.btf).btf
     spec = decode_btf(data, where=args.btf)
     writer = HeaderWriter(spec)
     only = None
@@ -450,7 +436,35 @@ def _run_vmlinux(argv: list[str]) -> int:
             only.append(found[0].id)
     what = "the running kernel" if args.btf == "/sys/kernel/btf/vmlinux" else Path(
         args.btf).name
-    text = writer.header(what=what, only=only)
+    return writer.header(what=what, only=only)
+
+
+def _run_vmlinux(argv: list[str]) -> int:
+    args = _vmlinux_parser().parse_args(argv)
+    _set_verbosity(args)
+    src = Path(args.btf)
+    try:
+        data = src.read_bytes()
+    except FileNotFoundError as e:
+        hint = (" (this kernel was built without CONFIG_DEBUG_INFO_BTF): pass --btf PATH"
+                if args.btf == "/sys/kernel/btf/vmlinux" else "")
+        raise ConfigError(f"no such file{hint}", where=args.btf) from e
+    except OSError as e:
+        raise ConfigError(f"cannot read: {e.strerror}", where=args.btf) from e
+    if data[:4] == b"\x7fELF":
+        from .elf import parse_elf
+
+        data = parse_elf(data, args.btf).btf
+    # The model and the header's strings are hundreds of thousands of objects, none of
+    # them cyclic garbage: the collector would only rescan them (a third of the command's
+    # time on vmlinux).
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        text = _vmlinux_text(args, data)
+    finally:
+        if collecting:
+            gc.enable()
     if args.output == "-":
         sys.stdout.write(text)
         return 0
