@@ -15,9 +15,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import ebpf_gen as ebpf_gen_pkg
 import pytest
 from ebpf_gen.btf.decode import decode_btf
-from ebpf_gen.btf.types import Spec, Struct, Union_
+from ebpf_gen.btf.types import Enum, Fwd, Spec, Struct, Typedef, Union_
+from ebpf_gen.compile import multiarch_include_flags
 from ebpf_gen.elf import parse_elf
 
 from .conftest import need
@@ -168,3 +170,120 @@ def test_errors(tmp_path: Path) -> None:
 @pytest.mark.parametrize("args", [["--version"], ["vmlinux", "--help"]])
 def test_vmlinux_help_and_version(args: list[str], tmp_path: Path) -> None:
     assert ebpf_gen(*args, cwd=tmp_path).returncode == 0
+
+
+# libbpf-tools' habits: CO-RE reads through pointers (task->real_parent->tgid, task->mm),
+# a pointer only passed along (struct file), a BPF_PROG signature, a local of a kernel type,
+# sizeof of a type nothing else names, enumerators (BPF_ANY, BPF_MAP_TYPE_RINGBUF).
+TOOL = """\
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
+
+struct event { u32 pid; u32 ppid; u64 pgd; u64 binprm; char comm[16]; };
+struct { __uint(type, BPF_MAP_TYPE_RINGBUF); __uint(max_entries, 4096); } events SEC(".maps");
+
+SEC("tracepoint/sched/sched_process_exec")
+int handle_exec(struct trace_event_raw_sched_process_exec *ctx)
+{
+    struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+    struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+    struct file *exe;
+    if (!e)
+        return 0;
+    e->pid = BPF_CORE_READ(task, tgid);
+    e->ppid = task->real_parent->tgid;
+    e->pgd = (u64)BPF_CORE_READ(task, mm, pgd);
+    e->binprm = sizeof(struct linux_binprm);
+    exe = BPF_CORE_READ(task, mm, exe_file);
+    bpf_printk("%p %d", exe, ctx->pid);
+    bpf_get_current_comm(&e->comm, sizeof(e->comm));
+    bpf_ringbuf_submit(e, 0);
+    return 0;
+}
+
+SEC("tp_btf/sched_switch")
+int BPF_PROG(on_switch, bool preempt, struct task_struct *prev, struct task_struct *next)
+{
+    struct bpf_sock_tuple tuple = {};
+    tuple.ipv4.saddr = BPF_CORE_READ(next, pid);
+    bpf_printk("%d %d", tuple.ipv4.saddr, BPF_ANY);
+    return 0;
+}
+char LICENSE[] SEC("license") = "GPL";
+"""
+
+
+def shape(obj: Path) -> dict[tuple[str, str], object]:
+    """What clang's BTF says of each named type in ``obj``: records with their size and
+    members (name, bit offset, bitfield size), forward declarations, typedefs, enums."""
+    spec = decode_btf(parse_elf(obj.read_bytes(), str(obj)).btf)
+    out: dict[tuple[str, str], object] = {}
+    for t in spec.types:
+        if t.name and isinstance(t, (Struct, Union_)):
+            out[(type(t).__name__, t.name)] = (t.size, tuple(
+                (m.name, m.bit_offset, m.bitfield_size) for m in t.members))
+        elif t.name and isinstance(t, (Fwd, Typedef, Enum)):
+            out[(type(t).__name__, t.name)] = t.is_union if isinstance(t, Fwd) else (
+                spec.resolve(t.id).kind if isinstance(t, Typedef) else t.values)
+    return out
+
+
+def compile_against(src: Path, header: Path, work: Path) -> Path:
+    """``src`` compiled from ``work``, with ``header`` as the vmlinux.h beside it."""
+    work.mkdir()
+    shutil.copyfile(header, work / "vmlinux.h")
+    shutil.copyfile(src, work / src.name)
+    obj = work / "prog.o"
+    proc = subprocess.run(
+        ["clang", "-O2", "-g", "-target", "bpfel", "-D__TARGET_ARCH_x86", "-Wall",
+         f"-I{Path(ebpf_gen_pkg.__file__).parent / 'include'}", *multiarch_include_flags(),
+         "-c", str(work / src.name), "-o", str(obj)],
+        capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return obj
+
+
+@pytest.mark.parametrize("source", ["libbpf_tool", "core_task"])
+def test_a_header_for_a_source_gives_the_same_btf_as_the_full_header(
+        source: str, tmp_path: Path) -> None:
+    """--for SOURCE: every type the program's BTF holds, defined or declared, with the size
+    and member offsets the full header gives it; pointed-at-only types stay declarations."""
+    need(None if VMLINUX.is_file() else "no /sys/kernel/btf/vmlinux (kernel without BTF)")
+    src = tmp_path / "src" / f"{source}.bpf.c"
+    src.parent.mkdir()
+    if source == "libbpf_tool":
+        src.write_text(TOOL)
+    else:
+        shutil.copyfile(Path(__file__).parent / "corpus" / "core_task.bpf.c", src)
+    proc = ebpf_gen("vmlinux", "-o", "full.h", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    proc = ebpf_gen("vmlinux", "--for", str(src), "-o", "minimal.h", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    full, minimal = (tmp_path / "full.h").read_text(), (tmp_path / "minimal.h").read_text()
+    assert minimal.count("\n") * 10 < full.count("\n")
+    assert "struct task_struct {" in minimal
+    if source == "libbpf_tool":
+        # read through: defined; only pointed at: declared
+        for defined in ("mm_struct", "linux_binprm", "bpf_sock_tuple",
+                        "trace_event_raw_sched_process_exec"):
+            assert f"struct {defined} {{" in minimal, defined
+        assert "struct file;" in minimal and "struct file {" not in minimal
+        assert "\tBPF_ANY = 0," in minimal
+    want = shape(compile_against(src, tmp_path / "full.h", tmp_path / "with_full"))
+    got = shape(compile_against(src, tmp_path / "minimal.h", tmp_path / "with_minimal"))
+    assert got == want, sorted(k for k in set(got) | set(want) if got.get(k) != want.get(k))
+
+
+def test_header_for_a_source_errors(tmp_path: Path) -> None:
+    need(None if VMLINUX.is_file() else "no /sys/kernel/btf/vmlinux (kernel without BTF)")
+    proc = ebpf_gen("vmlinux", "--for", "nope.bpf.c", cwd=tmp_path)
+    assert (proc.returncode, proc.stderr) == (2, "ebpf-gen: nope.bpf.c: no such source file\n")
+    proc = ebpf_gen("vmlinux", "--", "-Ifoo", cwd=tmp_path)
+    assert proc.returncode == 2 and "--for SOURCE" in proc.stderr
+    (tmp_path / "bad.bpf.c").write_text('#include "vmlinux.h"\nint f(void) { return nope; }\n')
+    proc = ebpf_gen("vmlinux", "--for", "bad.bpf.c", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("ebpf-gen: bad.bpf.c: does not compile against the full header")
+    assert "use of undeclared identifier 'nope'" in proc.stderr

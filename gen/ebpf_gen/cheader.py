@@ -476,9 +476,12 @@ class HeaderWriter:
     # -- the file --------------------------------------------------------------------------
 
     def header(self, *, what: str = "the running kernel", source: str = "",
-               guard: str = "__VMLINUX_H__", only: Sequence[int] | None = None) -> str:
+               guard: str = "__VMLINUX_H__", only: Sequence[int] | None = None,
+               declare: Iterable[int] = ()) -> str:
         """The whole header; ``only``: the ids of the types wanted (and what they need),
-        else every type."""
+        else every type; ``declare``: records to declare in a header of ``only`` even where
+        nothing in it spells them (a source that names them in a parameter list needs them
+        declared at file scope, or each such name is a type of its own)."""
         spec = self.spec
         out = [_PROLOGUE.format(what=what, source=source, guard=guard)]
         names = self.names
@@ -488,16 +491,21 @@ class HeaderWriter:
                 + [t.id for t in names.typedefs if t.name not in _BUILTINS])
         else:
             # and every typedef of a plain integer (__u32, pid_t, ...): one line each, and
-            # bpf_helper_defs.h spells them
-            roots = [*only, *(t.id for t in names.typedefs
-                              if type(spec.resolve(t.id)) is Int and t.name not in _BUILTINS)]
+            # bpf_helper_defs.h spells them; enums asked for are emitted with the others
+            roots = [*(tid for tid in only if type(spec.types[tid]) is not Enum),
+                     *(t.id for t in names.typedefs
+                       if type(spec.resolve(t.id)) is Int and t.name not in _BUILTINS)]
         order = self.ordered(roots)
         body: list[str] = []
         named_enums = [e for e in names.enums if e.name]
         if only is not None:
-            used = self._enums_of(set(order))
-            named_enums = [e for e in named_enums if e.id in used]
+            asked = {tid for tid in only if type(spec.types[tid]) is Enum}
+            used = self._enums_of(set(order)) | asked
+            # anonymous ones too (their enumerators: BPF_ANY), in id order with the rest
+            named_enums = [e for e in names.enums if e.id in used and (e.name or e.id in asked)]
         for e in named_enums:  # enums depend on nothing
+            if not e.name:
+                self._inlined_enums.add(e.id)
             body.append(self.enum_def(e, 0) + ";\n\n")
         for tid in order:
             t = spec.types[tid]
@@ -518,6 +526,7 @@ class HeaderWriter:
             import re
 
             spelled = set(re.findall(r"\b(?:struct|union) (\w+)", "".join(body)))
+            spelled.update(names.tag[tid] for tid in declare)
         declared: set[str] = set()
         for t in sorted((*names.records, *names.fwds), key=lambda t: t.id):
             if t.name and (spelled is None or names.tag[t.id] in spelled):

@@ -75,7 +75,8 @@ def _main_parser() -> argparse.ArgumentParser:
         usage=f"{PROG} SRC [options] [-- clang flags]\n"
         f"       {PROG} --object OBJ [options]\n"
         f"       {PROG} generate [--check]\n"
-        f"       {PROG} vmlinux [-o vmlinux.h] [--btf PATH] [--type NAME]",
+        f"       {PROG} vmlinux [-o vmlinux.h] [--btf PATH]\n"
+        f"                      [--type NAME | --for SOURCE [-- clang flags]]",
         description="Generate a typed Python skeleton (ctypes types, map/program/variable "
         "handles) from a BPF C program.",
         epilog=_EPILOG,
@@ -399,7 +400,9 @@ def _vmlinux_parser() -> argparse.ArgumentParser:
         "  ebpf-gen vmlinux -o bpf/vmlinux.h          every type of the running kernel\n"
         "  ebpf-gen vmlinux --btf vmlinux-6.1 -o -    another kernel's BTF, to stdout\n"
         "  ebpf-gen vmlinux --type 'struct task_struct' --type 'struct trace_event_raw_sys_exit'\n"
-        "                                           only these and what they embed\n",
+        "                                           only these and what they embed\n"
+        "  ebpf-gen vmlinux --for bpf/opensnoop.bpf.c -o bpf/vmlinux.h -- -Ibpf\n"
+        "                                           only the types that source uses\n",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _common(p)
@@ -410,6 +413,10 @@ def _vmlinux_parser() -> argparse.ArgumentParser:
     p.add_argument("--type", dest="types", action="append", default=[], metavar="NAME",
                    help="emit only this type and the types it needs to compile (repeatable): "
                    "a minimal header; pointers to other structs stay declared, not defined")
+    p.add_argument("--for", dest="sources", action="append", default=[], metavar="SOURCE",
+                   help="emit only the types SOURCE uses (repeatable): defined where it needs "
+                   "them complete (members read, embedded, sizeof), declared where it only "
+                   "points at them; clang flags for SOURCE go after --")
     return p
 
 
@@ -436,11 +443,22 @@ def _vmlinux_text(args: argparse.Namespace, data: bytes) -> str:
             only.append(found[0].id)
     what = "the running kernel" if args.btf == "/sys/kernel/btf/vmlinux" else Path(
         args.btf).name
+    if args.sources:
+        from .minimal import minimal_header
+
+        return minimal_header(spec, [Path(s) for s in args.sources], cflags=args.cflags,
+                              what=what)
     return writer.header(what=what, only=only)
 
 
 def _run_vmlinux(argv: list[str]) -> int:
+    argv, cflags = _split_extra(argv)
     args = _vmlinux_parser().parse_args(argv)
+    args.cflags = cflags
+    if cflags and not args.sources:
+        raise ConfigError("clang flags after -- apply to --for SOURCE only, and none was given")
+    if args.sources and args.types:
+        raise ConfigError("--for and --type both choose the types: give one of them")
     _set_verbosity(args)
     src = Path(args.btf)
     try:
