@@ -20,10 +20,13 @@ copied; ring buffer: the data pages are mapped twice, so a record never wraps, a
 ``consumer_pos`` advances once per pass). Every event is a copy (``E.from_buffer_copy``),
 never a view into the ring. ``poll_array``/``drain_array`` give the same batch as one
 numpy structured array (``numpy`` imported only then): views of the ring's runs are
-concatenated, one copy per batch, before the ring space is released. One copy rather than
-none: a zero-copy array would have to hold the consumer position until the user drops the
-array, stalling the producer for as long as the user keeps it (and a perf ring wraps,
-which a view cannot).
+concatenated, one copy per batch, before the ring space is released. A perf ring's batch
+whose headers are all one sample's (one event type: a fixed stride) is checked with one
+vectorized comparison and taken as at most three strided views (the records before the
+ring's end, the one record cut by it, those after it): no Python work per event. One
+copy rather than none: a zero-copy array would have to hold the consumer position until
+the user drops the array, stalling the producer for as long as the user keeps it (and a
+perf ring wraps, which a view cannot).
 
 Wake-up policy (``EventReader._wait``): a batch gathers before it is taken, so a steady
 stream costs a wakeup per batch, not per event, and the producer is not throttled by
@@ -67,6 +70,7 @@ import select
 import struct
 import time
 from _thread import allocate_lock
+from itertools import repeat
 
 from . import libbpf
 from .layout import Bitfield
@@ -258,8 +262,8 @@ class _Objects:
         stop = start + count * stride
         if copy is None:
             self.out += [bytes(buf[o : o + size]) for o in range(start, stop, stride)]
-        elif size >= self.size:
-            self.out += [copy(buf, o) for o in range(start, stop, stride)]
+        elif size >= self.size:  # map: the loop runs in C, no bytecode per event
+            self.out += map(copy, repeat(buf, count), range(start, stop, stride))
         else:
             for o in range(start, stop, stride):
                 self.one(buf, o, size)
@@ -267,6 +271,9 @@ class _Objects:
     def finish(self) -> list[Any]:
         out, self.out = self.out, []
         return out
+
+    def perf_region(self, ring: _PerfRing, pos: int, head: int) -> bool:
+        return False  # objects cost a copy each anyway: the general path's runs suffice
 
     def same_prefix(self, words: memoryview, first: int, step: int, count: int) -> int:
         return _same_prefix(words, first, step, count)
@@ -367,18 +374,78 @@ class _Arrays:
         differ = self._np.flatnonzero(heads != heads[0])
         return int(differ[0]) if len(differ) else count
 
+    def perf_region(self, ring: _PerfRing, pos: int, head: int) -> bool:
+        """Take every record between ``pos`` and ``head`` as strided views, if they are
+        all samples with one header (one event type and size: a fixed stride); False,
+        taking nothing, otherwise (LOST records, mixed or short records: the general path).
+
+        The headers are checked with one vectorized comparison per piece, and the records
+        of a region that wraps around the ring's end are at most three pieces: those
+        before the end, the one record cut by it, those after it. No Python per event.
+        """
+        q = ring.np_words
+        if q is None:
+            q = ring.np_words = self._np.frombuffer(ring.data, self._np.uint64)
+        size, esize = ring.size, self.size
+        off = pos & (size - 1)
+        first = int(q[off >> 3])
+        rsize = first >> 48
+        if first & 0xFFFFFFFF != _PERF_RECORD_SAMPLE or rsize < 16 or (head - pos) % rsize:
+            return False
+        if rsize - 12 < esize:  # raw size: records shorter than E are padded one by one
+            return False
+        count = (head - pos) // rsize
+        step = rsize >> 3
+        view, raw, data = self._view, self._raw, ring.data
+        end = off + count * rsize
+        if end <= size:
+            if not (q[off >> 3 : end >> 3 : step] == first).all():
+                return False
+            self._parts.append(view((count,), raw, buffer=data, offset=off + 12,
+                                    strides=(rsize,)))
+            self._count += count
+            return True
+        before = -(-(size - off) // rsize)  # headers before the ring's end
+        after = off + before * rsize - size  # where the next header is, from the start
+        if not ((q[off >> 3 :: step][:before] == first).all()
+                and (q[after >> 3 :: step][: count - before] == first).all()):
+            return False
+        # Records whose event lies wholly before the end, then from the start again.
+        whole = max(0, min(count, (size - off - 12 - esize) // rsize + 1))
+        resume = -(-(size - off - 12) // rsize)
+        if whole:
+            self._parts.append(view((whole,), raw, buffer=data, offset=off + 12,
+                                    strides=(rsize,)))
+        for k in range(whole, min(resume, count)):  # at most one: cut by the ring's end
+            start = off + k * rsize + 12
+            base = ctypes.addressof(data)
+            self._parts.append(self._np.frombuffer(
+                ctypes.string_at(base + start, size - start)
+                + ctypes.string_at(base, esize - (size - start)), raw))
+        if resume < count:
+            self._parts.append(view((count - resume,), raw, buffer=data,
+                                    offset=off + resume * rsize + 12 - size, strides=(rsize,)))
+        self._count += count
+        return True
+
     def finish(self) -> Any:
         parts, self._parts = self._parts, []
         count, self._count = self._count, 0
         np = self._np
+        out = np.empty(count, self.dtype)
         if not parts:
-            return np.empty(0, self.dtype)
-        out = np.empty(count, self._raw)
+            return out
+        # Copied as opaque records (a structured copy goes field by field): a raw view of
+        # the result, made without numpy's Python-level view checks.
+        flat = self._view((count,), self._raw, buffer=out)
+        if len(parts) == 1:
+            flat[:] = parts[0]  # the one copy, out of the ring
+            return out
         row = 0
-        for part in parts:  # the one copy, out of the ring
-            out[row : row + len(part)] = part
+        for part in parts:
+            flat[row : row + len(part)] = part
             row += len(part)
-        return out.view(self.dtype)
+        return out
 
 
 def _same_prefix(words: memoryview, first: int, step: int, count: int) -> int:
@@ -424,6 +491,7 @@ class _PerfRing:
         self.head = ctypes.c_uint64.from_address(self.base + _DATA_HEAD)
         self.tail_ptr = ctypes.c_uint64.from_address(self.base + _DATA_TAIL)
         self.tail = self.tail_ptr.value
+        self.np_words: Any = None  # numpy's view of the data as u64 words, made by _Arrays
 
     def enable(self) -> None:
         fcntl.ioctl(self.fd, _PERF_EVENT_IOC_ENABLE, 0)
@@ -434,6 +502,7 @@ class _PerfRing:
 
     def close(self) -> None:
         if self.fd >= 0:
+            self.np_words = None
             self.words.release()
             _munmap(self.base, self.length)
             os.close(self.fd)
@@ -690,6 +759,8 @@ class _PerfReader(EventReader[E]):
         mask = size - 1
         unpack = _PERF_HDR.unpack_from
         pos = ring.tail
+        if sink.perf_region(ring, pos, head):
+            return head
         while pos < head:
             off = pos & mask  # 8-byte aligned: a header never straddles the ring's end
             rtype, _, rsize = unpack(data, off)
@@ -804,6 +875,19 @@ class _RingBufReader(EventReader[E]):
             self._cons_base = 0
 
 
+class _PerfRecordHead(ctypes.Structure):
+    """struct perf_event_header, then a sample's u32 raw size."""
+
+    _fields_ = [("type", ctypes.c_uint32), ("misc", ctypes.c_uint16),
+                ("size", ctypes.c_uint16), ("raw", ctypes.c_uint32)]
+
+
+@functools.lru_cache(maxsize=64)
+def _chars(size: int) -> type[ctypes.Array[ctypes.c_char]]:
+    """``c_char * size``, made once per size (records of one type have one size)."""
+    return ctypes.c_char * size
+
+
 class _LibbpfReader(EventReader[E]):
     """What libbpf's two readers share: a handle whose epoll fd joins ours, consumed under
     the lock. The per-record callback only copies the record's bytes; the batch is then
@@ -867,13 +951,17 @@ class _LibbpfPerfReader(_LibbpfReader[E]):
         self._map_fd = map_fd
         self._attr = _bpf_output_attr(wakeup_bytes)
         self._chunks = chunks = list[bytes]()
-        append, string_at = chunks.append, ctypes.string_at
-        u32, u64 = ctypes.c_uint32.from_address, ctypes.c_uint64.from_address
+        append, head_at, chars = chunks.append, _PerfRecordHead.from_address, _chars
+        u64 = ctypes.c_uint64.from_address
 
+        # This runs once per record: one ctypes object for the header and one for the
+        # bytes (``from_address(...).raw``), not ctypes.string_at (a Python wrapper around
+        # a foreign call, 3x the cost) nor a ctypes integer per field.
         def record(_ctx: Any, _cpu: int, header: int) -> int:
-            rtype = u32(header).value
+            head = head_at(header)
+            rtype = head.type
             if rtype == _PERF_RECORD_SAMPLE:  # header (8 bytes), u32 raw size, raw data
-                append(string_at(header + 12, u32(header + 8).value))
+                append(chars(head.raw).from_address(header + 12).raw)
             elif rtype == _PERF_RECORD_LOST:  # header, u64 id, u64 lost
                 self._lost += u64(header + 16).value
             return _LIBBPF_PERF_EVENT_CONT
@@ -902,10 +990,10 @@ class _LibbpfRingReader(_LibbpfReader[E]):
     def __init__(self, map_fd: int, name: str, event: type[Any] | None, size: int,
                  linger: float) -> None:
         self._chunks = chunks = list[bytes]()
-        append, string_at = chunks.append, ctypes.string_at
+        append, chars = chunks.append, _chars
 
-        def record(_ctx: Any, data: int, size: int) -> int:
-            append(string_at(data, size))
+        def record(_ctx: Any, data: int, size: int) -> int:  # see _LibbpfPerfReader's
+            append(chars(size).from_address(data).raw)
             return 0
 
         self._callback = _RING_SAMPLE_FN(record)  # held: libbpf keeps the pointer
