@@ -270,3 +270,56 @@ def test_ringbuffer_event_per_exec() -> None:
     # Each exec is reported by the task that calls execve: the forked python child.
     assert [e["pid"] for e in mine] == children and rc == 0, err
     assert all(e["comm"].startswith("python") for e in mine)
+
+
+# Three TCP connections over ns a's loopback, each with a request and a reply so that both
+# ends take RTT samples, made by a child the test moves into the cgroup first.
+TCP_CHILD = """
+import socket, sys
+sys.stdin.readline()
+srv = socket.socket(); srv.bind(("127.0.0.1", 47231)); srv.listen(8)
+ports = []
+for _ in range(3):
+    c = socket.create_connection(("127.0.0.1", 47231))
+    s, _ = srv.accept()
+    c.sendall(b"ping"); assert s.recv(4) == b"ping"
+    s.sendall(b"pong"); assert c.recv(4) == b"pong"
+    ports.append(c.getsockname()[1])
+    c.close(); s.close()
+print(*ports)
+"""
+
+
+def test_tcprtt_sockops_rtt_per_connection_of_a_cgroup(pair: VethPair) -> None:
+    root = next((Path(p) for p in ("/sys/fs/cgroup/unified", *cgroup2_mounts())
+                 if Path(p, "cgroup.procs").exists()), None)
+    assert root is not None, "no cgroup v2 mount"
+    group = root / f"ebpf-gen-i10-sockops-{os.getpid()}"
+    group.mkdir()
+    app = App("tcprtt_sockops", "--cgroup", str(group))
+    try:
+        time.sleep(0.5 if not VM_KERNEL else 3)  # attached: it prints nothing until an RTT
+        assert app.proc.poll() is None, app.stop()
+        child = subprocess.Popen([*in_ns(pair.ns_a), sys.executable, "-c", TCP_CHILD],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        (group / "cgroup.procs").write_text(f"{child.pid}\n")
+        out, _ = child.communicate("go\n", timeout=WAIT)
+        assert child.returncode == 0
+        ports = {int(p) for p in out.split()}
+        seen: dict[tuple[int, str], int] = {}
+        while {(p, by) for p in ports for by in ("client", "server")} - set(seen):
+            ev = app.wait_for(lambda r: r["dport"] == 47231)
+            assert (ev["src"], ev["dst"]) == ("127.0.0.1", "127.0.0.1")
+            assert ev["sport"] in ports, ev  # only the child's connections, in the cgroup
+            assert ev["srtt_us"] > 0
+            seen[(ev["sport"], ev["by"])] = ev["srtt_us"]
+    finally:
+        rc, err = app.stop()
+        for _ in range(50):
+            try:
+                group.rmdir()
+                break
+            except OSError:
+                time.sleep(0.05)
+    assert rc == 0, err
+    assert "attached to cgroup" in err

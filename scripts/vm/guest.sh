@@ -25,7 +25,8 @@ export EBPF_GEN_SKELETON_CACHE="$PWD/.vm/skeletons"
 uname -r >"$out/uname"
 .venv/bin/python tests/vm/feature_probe.py "$out/features-build" >"$out/features.json" \
     2>"$out/features.err"
-# The selection (tests/vm/guest_selection.py): kprobe tests, and the runtime's kernel tier.
+# The selection (tests/vm/guest_selection.py): kprobe tests, the runtime's kernel tier and
+# the kprobe/fentry example twins.
 # -v: the log shows each test as it finishes, so a run cut short still says where.
 .venv/bin/python -m pytest -p tests.vm.guest_selection -m "kernel or kprobe" \
     -p no:cacheprovider -v -rfEs --durations=15 --junitxml="$out/junit.xml" \
@@ -33,5 +34,6 @@ uname -r >"$out/uname"
     tests/test_runtime_load.py tests/test_runtime_maps.py tests/test_runtime_events.py \
     tests/test_runtime_programs.py tests/test_runtime_batch.py tests/test_runtime_kinds.py \
     tests/test_runtime_pinning.py tests/test_runtime_variables.py tests/test_runtime_net.py \
-    tests/test_runtime_attach.py tests/test_runtime_tracing.py "$@" >"$out/pytest.log" 2>&1
+    tests/test_runtime_attach.py tests/test_runtime_tracing.py tests/test_examples_tracing.py \
+    "$@" >"$out/pytest.log" 2>&1
 echo $? >"$out/rc"

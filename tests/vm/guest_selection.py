@@ -3,8 +3,9 @@
 Software emulation makes every guest second count (CI budget: ~25 min for three kernels),
 and the host tier already runs every tracepoint path. So the guest runs only what needs a
 kernel other than the host's: the kprobe tests everywhere, plus the runtime's kernel tier
-(tests/test_runtime_*.py), whose feature expectations differ per kernel. The examples'
-tracepoint variants stay on the host.
+(tests/test_runtime_*.py), whose feature expectations differ per kernel, and the twins of
+tests/test_examples_tracing.py (kprobes, fentry). The examples' tracepoint variants stay on
+the host.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import pytest
 
 # Files whose ``kernel``-marked tests also run in the guest; elsewhere only ``kprobe`` ones.
 KERNEL_TIER_PREFIX = "tests/test_runtime_"
+# The example twins that need kprobes or trampolines: the host only sees their refusal.
+KERNEL_TIER_FILES = {"tests/test_examples_tracing.py"}
 
 
 # Host tier only, with the reason: what they check does not vary by kernel, and the guests
@@ -32,7 +35,8 @@ def _wanted(item: pytest.Item) -> bool:
     if item.get_closest_marker("kprobe"):
         return True
     path = item.nodeid.split("::", 1)[0]
-    return path.startswith(KERNEL_TIER_PREFIX) and item.get_closest_marker("kernel") is not None
+    in_tier = path.startswith(KERNEL_TIER_PREFIX) or path in KERNEL_TIER_FILES
+    return in_tier and item.get_closest_marker("kernel") is not None
 
 
 @pytest.hookimpl(trylast=True)
