@@ -11,10 +11,12 @@ checked against, so it must not depend on the runtime.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -99,7 +101,22 @@ SEC("kprobe/__x64_sys_getpid")
 int p(void *ctx) { if (bpf_get_attach_cookie(ctx) == 0) __sync_fetch_and_add(&hits, 1);
                    return 0; }
 """),
+    # tcx: a tc program as a BPF link on lo's ingress (BPF_LINK_CREATE, BPF_TCX_INGRESS),
+    # fired by a UDP datagram to 127.0.0.1. Before 6.6 the kernel has no such attach type.
+    "tcx": ("6.6", """
+SEC("tc")
+int p(void *ctx) { __sync_fetch_and_add(&hits, 1); return 0; }
+"""),
+    # BPF LSM: "present" only when the hook runs the program, i.e. CONFIG_BPF_LSM and "bpf"
+    # in the active LSM list; with "bpf" missing the attach succeeds and nothing fires.
+    "bpf_lsm": ("5.7", """
+SEC("lsm/socket_create")
+int p(void *ctx) { __sync_fetch_and_add(&hits, 1); return 0; }
+"""),
 }
+
+BPF_TCX_INGRESS = 46
+LO_IFINDEX = 1
 
 
 @dataclass(frozen=True)
@@ -142,6 +159,8 @@ def _libbpf() -> ctypes.CDLL:
     lib.bpf_map__fd.argtypes = [vp]
     lib.bpf_map_lookup_elem.argtypes = [ctypes.c_int, vp, vp]
     lib.bpf_program__attach.restype = vp
+    lib.bpf_program__fd.argtypes = [vp]
+    lib.bpf_link_create.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, vp]
     lib.bpf_program__attach.argtypes = [vp]
     lib.bpf_link__destroy.argtypes = [vp]
     lib.bpf_link__fd.argtypes = [vp]
@@ -161,13 +180,25 @@ def probe_one(lib: ctypes.CDLL, name: str, obj_path: Path) -> Probe:
         if err:
             return Probe(name, False, f"load: {os.strerror(-err)}")
         prog = lib.bpf_object__next_program(obj, None)
-        link = lib.bpf_program__attach(prog)
-        if not link:
-            return Probe(name, False, f"attach: {os.strerror(ctypes.get_errno())}")
+        if name == "tcx":  # libbpf 1.1 has no bpf_program__attach_tcx: the raw link
+            link_fd = lib.bpf_link_create(lib.bpf_program__fd(prog), LO_IFINDEX,
+                                          BPF_TCX_INGRESS, None)
+            if link_fd < 0:
+                return Probe(name, False, f"attach: {os.strerror(-link_fd)}")
+            link = None
+        else:
+            link = lib.bpf_program__attach(prog)
+            if not link:
+                return Probe(name, False, f"attach: {os.strerror(ctypes.get_errno())}")
+            link_fd = lib.bpf_link__fd(link)
         try:
             for _ in range(3):
                 os.getpid()
                 time.sleep(0.0001)  # do_nanosleep, for fentry
+                # bpf_lsm: socket_create; tcx: lo's ingress (lo down: "never fired").
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s, \
+                        contextlib.suppress(OSError):
+                    s.sendto(b"x", ("127.0.0.1", 9))
             # Not bpf_map__initial_value: outside a skeleton, libbpf 1.1 leaves that
             # pointing at the local copy, not the kernel's map.
             bss = lib.bpf_object__find_map_by_name(obj, b".bss")
@@ -178,10 +209,12 @@ def probe_one(lib: ctypes.CDLL, name: str, obj_path: Path) -> Probe:
             # A BPF link fd answers BPF_OBJ_GET_INFO_BY_FD; a perf event fd doesn't.
             info = ctypes.create_string_buffer(64)
             size = ctypes.c_uint32(len(info))
-            is_link = lib.bpf_obj_get_info_by_fd(lib.bpf_link__fd(link), info,
-                                                 ctypes.byref(size)) == 0
+            is_link = lib.bpf_obj_get_info_by_fd(link_fd, info, ctypes.byref(size)) == 0
         finally:
-            lib.bpf_link__destroy(link)
+            if link is None:
+                os.close(link_fd)
+            else:
+                lib.bpf_link__destroy(link)
         if hits <= 0:
             return Probe(name, False, f"attached but never fired (hits={hits})")
         if name == "perf_link" and not is_link:

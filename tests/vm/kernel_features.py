@@ -23,10 +23,11 @@ import os
 # raw_tp 4.17, ksyscall (libbpf, kprobe on __x64_sys_*) 4.17, tp_btf/fentry/vmlinux BTF 5.5,
 # ringbuf 5.8, attach_cookie 5.15, perf_link (kprobe/tracepoint as a BPF link) 5.15,
 # bpf_loop 5.17, kprobe_multi 5.18 (needs CONFIG_FPROBE,
-# which Debian enables only from trixie's 6.12).
+# which Debian enables only from trixie's 6.12), tcx 6.6, bpf_lsm 5.7 (CONFIG_BPF_LSM and
+# "bpf" in the active LSM list: Debian's CONFIG_LSM names it).
 _ALL = ("tracepoint", "raw_tp", "tp_btf", "kprobe", "ksyscall", "kprobe_multi", "fentry",
         "perf_event_array", "ringbuf", "bpf_loop", "attach_cookie", "perf_link",
-        "vmlinux_btf")
+        "vmlinux_btf", "tcx", "bpf_lsm")
 
 
 def _without(*missing: str) -> dict[str, bool]:
@@ -37,9 +38,13 @@ FEATURES: dict[str, dict[str, bool]] = {
     # bullseye linux-image-5.10.0-32-amd64: bpf_loop, attach_cookie -> load EINVAL
     # (unknown helper); kprobe_multi -> attach EINVAL (unknown attach type); perf_link ->
     # libbpf falls back to the perf ioctl, so kprobes are no BPF links (bpftool perf, not link).
-    "5.10": _without("kprobe_multi", "bpf_loop", "attach_cookie", "perf_link"),
+    # tcx -> link create EINVAL (no such attach type before 6.6): attach_tc falls back to
+    # a clsact qdisc and says so. bpf_lsm: CONFIG_BPF_LSM=y but CONFIG_LSM lacks "bpf", so
+    # the hook never runs the program (attach_lsm refuses, naming the active LSMs).
+    "5.10": _without("kprobe_multi", "bpf_loop", "attach_cookie", "perf_link", "tcx",
+                     "bpf_lsm"),
     # bookworm linux-image-6.1.0-50-amd64: CONFIG_FPROBE off -> kprobe_multi EOPNOTSUPP.
-    "6.1": _without("kprobe_multi"),
+    "6.1": _without("kprobe_multi", "tcx"),
     # trixie linux-image-6.12.117+deb13-amd64: everything probed.
     "6.12": _without(),
 }
