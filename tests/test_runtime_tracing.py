@@ -115,6 +115,8 @@ def test_lsm_attaches_or_says_why(skeleton: Callable[[str, str], ModuleType]) ->
         return
     with objs:
         why = bpf_lsm_disabled()
+        if vm_kernel() is not None:  # the table (probed) and the diagnosis must agree
+            assert (why is not None) == lacks("bpf_lsm"), why
         if why is not None and why.startswith("BPF LSM is not enabled"):
             with pytest.raises(AttachError, match="BPF LSM is not enabled: the active LSMs are"):
                 objs.programs.on_socket.attach()
@@ -124,3 +126,125 @@ def test_lsm_attaches_or_says_why(skeleton: Callable[[str, str], ModuleType]) ->
             socket.socket().close()
         socket.socket().close()
         assert objs.variables.lsm_hits == 2
+
+
+# --- freplace: one global function of a loaded XDP program replaced by another program ---
+
+FREPLACE_TARGET = r"""
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+/* Global (not static) and noinline: the verifier checks it apart, so it can be replaced. */
+__attribute__((noinline)) int verdict(struct xdp_md *ctx)
+{
+    return ctx ? XDP_PASS : XDP_ABORTED;
+}
+
+SEC("xdp")
+int xdp_main(struct xdp_md *ctx) { return verdict(ctx); }
+
+char LICENSE[] SEC("license") = "GPL";
+"""
+
+FREPLACE = r"""
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+__u64 replaced = 0;
+
+/* The target program is set before load (set_attach_target): libbpf checks this
+ * signature against verdict()'s BTF there. */
+SEC("freplace/verdict")
+int drop_instead(struct xdp_md *ctx)
+{
+    __sync_fetch_and_add(&replaced, 1);
+    return XDP_DROP;
+}
+
+char LICENSE[] SEC("license") = "GPL";
+"""
+
+PACKET = bytes(14) + b"\x45" + bytes(40)  # an Ethernet frame: the verdict ignores it
+XDP_DROP, XDP_PASS = 1, 2
+
+
+def test_freplace_changes_the_verdict(skeleton: Callable[[str, str], ModuleType]) -> None:
+    target_mod = skeleton("rt_freplace_target", FREPLACE_TARGET)
+    repl_mod = skeleton("rt_freplace", FREPLACE)
+    with target_mod.load() as target:
+        xdp = target.programs.xdp_main
+        assert xdp.test_run(PACKET).retval == XDP_PASS
+        opened = repl_mod.open()
+        with opened:
+            opened.set_attach_target("drop_instead", "verdict", target_program=xdp)
+            try:
+                repl = opened.load()
+            except LoadError as e:
+                # This host refuses trampolines (an freplace link is one); the VM kernels
+                # run them.
+                assert vm_kernel() is None, f"the VM kernels load freplace programs: {e}"
+                assert "refused a BPF trampoline for freplace" in str(e) and e.errno == 1, e
+                return
+        with repl:
+            with repl.programs.drop_instead.attach_freplace(xdp, "verdict"):
+                assert [xdp.test_run(PACKET).retval for _ in range(3)] == [XDP_DROP] * 3
+            assert xdp.test_run(PACKET).retval == XDP_PASS  # the link gone, the original
+            assert repl.variables.replaced == 3
+
+
+# --- fmod_ret: the kernel's own test function, called through BPF_PROG_TEST_RUN ----------
+
+# bpf_modify_return_test(int a, int *b) { *b += 1; return a + *b; } (net/bpf/test_run.c)
+# allows error injection; the kernel selftests' modify_return.c reach it by test-running
+# the fmod_ret program itself, whose retval is (side_effect << 16) | ret.
+FMOD_RET = r"""
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+
+__u64 calls = 0, arg_a = 0, exits = 0;
+int fexit_ret = -1;
+
+SEC("fmod_ret/bpf_modify_return_test")
+int BPF_PROG(skip_it, int a, int *b, int ret)
+{
+    __sync_fetch_and_add(&calls, 1);
+    arg_a = a;
+    return 7; /* non-zero: the function body is skipped and returns 7 */
+}
+
+SEC("fexit/bpf_modify_return_test")
+int BPF_PROG(after, int a, int *b, int ret)
+{
+    __sync_fetch_and_add(&exits, 1);
+    fexit_ret = ret;
+    return 0;
+}
+
+char LICENSE[] SEC("license") = "GPL";
+"""
+
+
+def test_fmod_ret_skips_the_function_and_sets_its_return(
+    skeleton: Callable[[str, str], ModuleType],
+) -> None:
+    mod = skeleton("rt_fmod_ret", FMOD_RET)
+    try:
+        objs = mod.load()
+    except LoadError as e:
+        assert vm_kernel() is None, f"the VM kernels load fmod_ret programs: {e}"
+        assert "refused a BPF trampoline for fmod_ret" in str(e) and e.errno == 1, e
+        return
+    with objs:
+        prog, v = objs.programs.skip_it, objs.variables
+        # Not attached: the body runs (b changes: side effect 1, ret 1 + 3 = 4). 6.12 also
+        # calls bpf_modify_return_test2 and adds its result: compare differences only.
+        before = prog.test_run().retval
+        assert before >> 16 >= 1 and v.calls == 0
+        with prog.attach(), objs.programs.after.attach():
+            during = prog.test_run().retval
+        # Attached: body skipped, returns 7, b unchanged (side effect one less).
+        assert before - during == (1 << 16) + 4 - 7
+        assert (v.calls, v.arg_a, v.exits, v.fexit_ret) == (1, 1, 1, 7)
+        assert prog.test_run().retval == before  # detached again
+        assert v.calls == 1
