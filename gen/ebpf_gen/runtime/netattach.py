@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 # older headers (and libbpf 1.1) do not know the newer ones.
 BPF_XDP = 37
 BPF_TCX_INGRESS, BPF_TCX_EGRESS = 46, 47
+BPF_PROG_TYPE_FLOW_DISSECTOR = 22
 XDP_MODES = {"auto": 0, "generic": 1 << 1, "driver": 1 << 2, "offload": 1 << 3}
 BPF_TC_INGRESS, BPF_TC_EGRESS = 1, 2
 TC_DIRECTIONS = {"ingress": BPF_TC_INGRESS, "egress": BPF_TC_EGRESS}
@@ -210,6 +211,12 @@ def netns(program: Program, where: str | os.PathLike[str] | int) -> Link:
                     f"not a network namespace, or section {program.section!r} is not "
                     "sk_lookup or flow_dissector"
                 )
+            elif err == E.E2BIG and program.type == BPF_PROG_TYPE_FLOW_DISSECTOR:
+                why = f"{display} already has a flow dissector (one per network namespace)"
+            elif err == E.E2BIG:
+                why = f"{display} already has the most sk_lookup programs the kernel allows (64)"
+            elif err == E.EEXIST:  # one attached with bpf_prog_attach (no link) is in the way
+                why = f"{display} has a {program.section} program attached without a link"
             raise program._fail(target, err or E.EINVAL, why)
         return Link(ptr, program, target)
     finally:
