@@ -374,6 +374,29 @@ def test_typedef_cycle_is_rejected() -> None:
     expect_btf_error(b.build(">"), contains="cycle")
 
 
+def test_chain_depth_limit_is_exact() -> None:
+    # The decoder's quick peel of the chains must agree with the exact walk on where the
+    # limit is: MAX_CHAIN links accepted, one more rejected; a loop hung under a long
+    # chain still named as a cycle.
+    from ebpf_gen.btf.decode import MAX_CHAIN
+
+    for links, ok in ((MAX_CHAIN, True), (MAX_CHAIN + 1, False)):
+        b = BtfBuilder()
+        b.type("int", Kind.INT, su=4, trailer=(32,))
+        for tid in range(2, links + 2):
+            b.type("", Kind.PTR, su=tid - 1)
+        if ok:
+            assert len(decode_btf(b.build())) == links + 2
+        else:
+            expect_btf_error(b.build(), contains=f"more than {MAX_CHAIN}")
+    b = BtfBuilder()
+    b.type("a", Kind.TYPEDEF, su=2)
+    b.type("b", Kind.TYPEDEF, su=1)
+    for tid in range(3, 40):
+        b.type("", Kind.PTR, su=tid - 1)
+    expect_btf_error(b.build(), contains="cycle")
+
+
 def test_bad_linkage_and_string_table() -> None:
     b = BtfBuilder()
     b.type("int", Kind.INT, su=4, trailer=(32,))

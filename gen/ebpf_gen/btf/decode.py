@@ -16,6 +16,7 @@ from __future__ import annotations
 import gc
 import sys
 from array import array
+from collections.abc import Iterator
 from itertools import accumulate, chain, repeat
 from operator import and_, lshift, or_, rshift
 from typing import Any
@@ -291,9 +292,26 @@ class _Trailers:
         return self._pairs
 
 
-def _trailer_words(w: list[int], starts: list[int], ends: list[int]) -> list[int]:
-    """The trailer words of many records, concatenated in one pass of C loops."""
-    return list(chain.from_iterable(map(w.__getitem__, map(slice, starts, ends))))
+def _column(w: list[int], starts: list[int], ends: list[int], column: int,
+            width: int) -> Iterator[int]:
+    """Column ``column`` of every record's ``width``-word trailer entries, lazily, in C loops."""
+    firsts = map(column.__add__, starts) if column else starts
+    return chain.from_iterable(map(w.__getitem__, map(slice, firsts, ends, repeat(width))))
+
+
+def _chains_deep_or_cyclic(chain: dict[int, int]) -> bool:
+    """Whether ``_check_cycles`` would find something: a loop, or a chain of more than
+    ``MAX_CHAIN`` links. Peels the chain from the bottom, one link per round over what
+    is left, each round one C-driven comprehension: the ids one link above a non-chain
+    type go in the first round (most of vmlinux's 25k), and after ``MAX_CHAIN`` rounds
+    only ids in or above a loop, or too deep, remain. The exact walk that names the
+    culprit runs only then."""
+    left = chain
+    for _ in range(MAX_CHAIN):
+        if not left:
+            return False
+        left = {tid: below for tid, below in left.items() if below in left}
+    return bool(left)
 
 
 def _first_bad(w: list[int], starts: list[int], ends: list[int], column: int, width: int,
@@ -512,9 +530,12 @@ def _decode(data: bytes, where: str, lazy: bool) -> Spec:
         )
     # The deferred trailers, checked here in bulk as the loop would have: every name
     # offset inside the string table, every type id (below, with the others) defined.
+    # Each column is read straight from ``w`` by strided slices, one per record, and fed
+    # to max() through chain: no list of all the trailer words is ever built (vmlinux has
+    # ~100k records' worth).
+    ref_max = max(refs, default=-1)
     for starts, ends, width in ((mstarts, mends, 3), (pstarts, pends, 2)):
-        tw = _trailer_words(w, starts, ends)
-        if tw and max(tw[0::width]) >= hdr.str_len:
+        if max(_column(w, starts, ends, 0, width), default=-1) >= hdr.str_len:
             start, off = _first_bad(w, starts, ends, 0, width, hdr.str_len)
             raise BTFError(
                 f"type id {_record_offsets(w, type_start).index(type_start + 4 * start - 12)} "
@@ -522,10 +543,11 @@ def _decode(data: bytes, where: str, lazy: bool) -> Spec:
                 f"{hdr.str_len}-byte string table",
                 where=where,
             )
-        more_refs(tw[1::width])
-    if refs and max(refs) >= len(types):
+        ref_max = max(ref_max, max(_column(w, starts, ends, 1, width), default=-1))
+    if ref_max >= len(types):
         _check_refs(types, w, type_start, where)
-    _check_cycles(chain, types, w, type_start, where)
+    if _chains_deep_or_cyclic(chain):
+        _check_cycles(chain, types, w, type_start, where)
     return Spec(tuple(types), hdr.byteorder)
 
 
