@@ -211,14 +211,11 @@ class ObjectSpec(Generic[T]):
 
     @property
     def file(self) -> ObjectFile:
-        """The object for this machine's byte order."""
-        try:
-            return self.files[sys.byteorder]
-        except KeyError:
-            raise ObjectFileError(
-                f"{self.name}: no object built for this {sys.byteorder}-endian machine "
-                f"(have: {', '.join(self.files) or 'none'})"
-            ) from None
+        """The object for this machine: its byte order, and its architecture where the
+        program's code depends on it (see arch.py); ArchError names the option that adds one."""
+        from .arch import select
+
+        return select(self.files, name=self.name)
 
     def open_pinned(self, name: str, path: str | os.PathLike[str]) -> Map:
         """The map pinned at ``path`` (by another process, or an earlier run), as this
