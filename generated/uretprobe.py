@@ -61,12 +61,8 @@ OBJECT: ObjectSpec[Objects] = ObjectSpec(
     name="uretprobe",
     package=__name__,
     files={
-        "big": ObjectFile(
-            "uretprobe_bpfeb.o",
-            sha256="466a586bf83d3f59e1110263547bc17fb366088cfc654ff8f1414e6ba583bbd4",
-        ),
-        "little": ObjectFile(
-            "uretprobe_bpfel.o",
+        "little/x86": ObjectFile(
+            "uretprobe_bpfel_x86.o",
             sha256="a0729cf4dd305b5c7680628c59f616a438482ea9896f006292dc0a4c7c0920f8",
         ),
     },

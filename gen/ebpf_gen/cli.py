@@ -106,6 +106,17 @@ def _main_parser() -> argparse.ArgumentParser:
         "(repeatable; instead of inferring it from the source)",
     )
     p.add_argument("--target", default="bpfel,bpfeb", help="byte orders (default: bpfel,bpfeb)")
+    p.add_argument(
+        "--arch", default=None, metavar="ARCH,...",
+        help="__TARGET_ARCH_* to compile for; objects stay one per byte order unless the code "
+        "differs (default: the [tool.ebpf-gen] arch, else x86,arm64,riscv,powerpc,loongarch,"
+        "s390; known: x86, arm64, riscv, powerpc, loongarch, s390, arm, mips, sparc, arc)",
+    )
+    p.add_argument(
+        "--arch-cflags", action="append", default=[], metavar="ARCH=FLAGS",
+        help="extra clang flags for one architecture, e.g. arm64=-Ivmlinux/arm64 (repeatable)",
+    )
+    _jobs_arg(p)
     p.add_argument("--cc", default="clang", help="the clang to use (default: clang)")
     p.add_argument(
         "--strip",
@@ -145,6 +156,18 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="print only warnings and errors")
 
 
+def _jobs(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+
+
+def _jobs_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-j", "--jobs", type=_jobs, default=None,
+                   help="clang runs at once (1 to 256; default: EBPF_GEN_JOBS, else the CPUs)")
+
+
 def _generate_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=f"{PROG} generate",
@@ -158,6 +181,7 @@ def _generate_parser() -> argparse.ArgumentParser:
         "--force", action="store_true", help="regenerate even when inputs are unchanged"
     )
     p.add_argument("--config", type=Path, help="pyproject.toml to use (default: nearest)")
+    _jobs_arg(p)
     return p
 
 
@@ -252,7 +276,12 @@ def _run_single(args: argparse.Namespace, extra: list[str]) -> int:
     if (args.source is None) == (args.object is None):
         raise ConfigError("give either a C source file or --object OBJ (see --help)")
     _need_generator(source=args.source is not None)
+    from .build import parse_arch_cflags, parse_arches, resolve_jobs
+    from .runtime.arch import DEFAULT_ARCHES
+
     targets = tuple(t.strip() for t in args.target.split(",") if t.strip())
+    resolve_jobs(args.jobs)  # its range, before any work
+    arch_cflags = parse_arch_cflags(args.arch_cflags)
     map_types: dict[str, str] = {}
     for spec in args.map_types:
         name, sep, ctype = spec.partition("=")
@@ -278,6 +307,12 @@ def _run_single(args: argparse.Namespace, extra: list[str]) -> int:
             base_flags = rebase_flags(config.cflags, config.root, cwd)
             _note(f"cflags from {display_path(pyproject)}: {shlex.join(config.cflags)}"
                   " (--no-config ignores them)")
+        if config is not None and args.arch is None and config.arches:
+            args.arch = ",".join(config.arches)
+            _note(f"arch from {display_path(pyproject)}: {args.arch} (--arch overrides)")
+        if config is not None and not arch_cflags and config.arch_cflags:
+            arch_cflags = tuple((a, rebase_flags(f, config.root, cwd))
+                                for a, f in config.arch_cflags)
     output_dir = args.output_dir or Path("generated")
     command = [PROG]
     command += [display_path(Path(args.source))] if args.source else [
@@ -295,6 +330,11 @@ def _run_single(args: argparse.Namespace, extra: list[str]) -> int:
     # Everything else that changes the outputs, so that the line reproduces them
     if args.target != "bpfel,bpfeb":
         command += ["--target", args.target]
+    arches = DEFAULT_ARCHES if args.arch is None else parse_arches(args.arch)
+    if arches != DEFAULT_ARCHES:
+        command += ["--arch", ",".join(arches)]
+    for a, f in arch_cflags:
+        command += ["--arch-cflags", f"{a}={shlex.join(f)}"]
     if args.cc != "clang":
         command += ["--cc", args.cc]
     if not args.strip:
@@ -313,6 +353,9 @@ def _run_single(args: argparse.Namespace, extra: list[str]) -> int:
         all_types=args.all_types,
         map_types=tuple(map_types.items()),
         targets=targets,
+        arches=arches,
+        arch_cflags=arch_cflags,
+        jobs=args.jobs,
         cc=args.cc,
         strip=args.strip,
         cflags=cflags,
@@ -336,6 +379,7 @@ def _run_single(args: argparse.Namespace, extra: list[str]) -> int:
 def _run_generate(argv: list[str]) -> int:
     import os
 
+    from .build import resolve_jobs
     from .config import find_pyproject, load_config
     from .generate import (
         Options,
@@ -346,9 +390,11 @@ def _run_generate(argv: list[str]) -> int:
         record,
         up_to_date,
     )
+    from .runtime.arch import DEFAULT_ARCHES
 
     args = _generate_parser().parse_args(argv)
     _set_verbosity(args)
+    resolve_jobs(args.jobs)
     _need_generator(source=True)
     pyproject = args.config or find_pyproject(Path.cwd())
     if pyproject is None:
@@ -368,6 +414,9 @@ def _run_generate(argv: list[str]) -> int:
             map_types=src.map_types,
             cflags=(*config.cflags, *src.cflags),
             cflags_dir=config.root,
+            arches=config.arches or DEFAULT_ARCHES,
+            arch_cflags=config.arch_cflags,
+            jobs=args.jobs,
             command=f"{PROG} generate",
         )
         stem = src.stem or default_stem(src.path)

@@ -22,12 +22,19 @@ TARGETS = ("bpfel", "bpfeb")
 INCLUDE_DIR = Path(__file__).resolve().parent / "include"
 # Flags that decide what the preprocessor and compiler see; source analysis parses with
 # the same ones, or a struct's layout (and which #if branch defines it) could differ.
+# The architecture flag comes last (arch_flag): the source parse uses the primary's, x86.
 BPF_CFLAGS = (
     "-O2",  # the verifier rejects most -O0 code (stack spills, unbounded loops)
     "-g",  # we always want BTF; the DWARF that comes with it is stripped below
-    # bpf_tracing.h's PT_REGS_* macros need an architecture; bpf2go defaults to the host's
+    # bpf_tracing.h's PT_REGS_* macros need an architecture: one object per architecture
+    # where the code differs (build.py), x86's where the source is parsed
     "-D__TARGET_ARCH_x86",
 )
+BASE_CFLAGS = BPF_CFLAGS[:-1]
+
+
+def arch_flag(arch: str) -> str:
+    return f"-D__TARGET_ARCH_{arch}"
 # <ebpf_gen/events.bpf.h> (ring buffer helpers that count drops), shipped with the package;
 # its path in line info is mapped like the source's, so objects do not name the install.
 INCLUDE_FLAGS = (f"-I{INCLUDE_DIR}", f"-fdebug-prefix-map={INCLUDE_DIR}=/ebpf-gen/include")
@@ -46,14 +53,23 @@ class CompileResult:
 
 
 def clang_command(
-    source: Path, output: Path, depfile: Path, *, target: str, cc: str, cflags: Sequence[str]
+    source: Path,
+    output: Path,
+    depfile: Path,
+    *,
+    target: str,
+    cc: str,
+    cflags: Sequence[str],
+    arch: str = "x86",
+    preprocess: bool = False,
 ) -> list[str]:
     if target not in TARGETS:
         raise CompileError(f"unknown target {target!r} (expected one of {', '.join(TARGETS)})")
     srcdir = str(source.resolve().parent)
     return [
         cc,
-        *BPF_CFLAGS,
+        *BASE_CFLAGS,
+        arch_flag(arch),
         "-target",
         target,  # explicit byte order: one object per order, picked at load time
         "-fno-ident",  # no .comment with the clang version string
@@ -62,7 +78,8 @@ def clang_command(
         "-fdebug-compilation-dir",
         ".",  # DW_AT_comp_dir / BTF.ext file names must not name the build machine's cwd
         *INCLUDE_FLAGS,
-        "-c",
+        # -E: what the compile would see, to tell architectures apart cheaply (build.py)
+        "-E" if preprocess else "-c",
         str(source.resolve()),
         "-o",
         str(output),
@@ -151,8 +168,11 @@ def compile_bpf(
     cc: str = "clang",
     strip: str | None = "llvm-strip",
     cflags: Sequence[str] = (),
+    arch: str = "x86",
+    preprocess: bool = False,
 ) -> CompileResult:
-    """Compile ``source`` to ``output`` for ``target`` ("bpfel"/"bpfeb").
+    """Compile ``source`` to ``output`` for ``target`` ("bpfel"/"bpfeb") and ``arch``
+    (``__TARGET_ARCH_<arch>``); ``preprocess``: write the preprocessed text instead.
 
     ``strip`` (llvm-strip) removes DWARF but keeps .BTF/.BTF.ext; None keeps the DWARF.
     Raises CompileError with the full command and the tool's stderr.
@@ -161,7 +181,8 @@ def compile_bpf(
     if not source.is_file():
         raise CompileError("no such source file", where=where)
     depfile = output.with_name(output.name + ".d")
-    cmd = clang_command(source, output, depfile, target=target, cc=cc, cflags=cflags)
+    cmd = clang_command(source, output, depfile, target=target, cc=cc, cflags=cflags,
+                        arch=arch, preprocess=preprocess)
     cwd = source.resolve().parent
     warnings = _run(cmd, cwd=cwd, where=where)
     try:
@@ -173,7 +194,7 @@ def compile_bpf(
     finally:
         with contextlib.suppress(OSError):
             os.unlink(depfile)
-    if strip:
+    if strip and not preprocess:
         _run([strip, "-g", str(output)], cwd=None, where=where)
     return CompileResult(object=output, inputs=inputs, command=tuple(cmd), warnings=warnings)
 

@@ -3,6 +3,8 @@
     [tool.ebpf-gen]
     output-dir = "generated"
     cflags = ["-Wall"]
+    arch = ["x86", "arm64"]   # optional: __TARGET_ARCH_* compiled for (default: see arch.py)
+    arch-cflags = { arm64 = ["-Ivmlinux/arm64"] }  # optional: flags for one architecture
 
     [[tool.ebpf-gen.source]]
     path = "examples/hello.bpf.c"
@@ -29,7 +31,7 @@ from typing import Any
 from .errors import ConfigError
 
 _TABLE = "tool.ebpf-gen"
-_TOP_KEYS = {"output-dir", "cflags", "source"}
+_TOP_KEYS = {"output-dir", "cflags", "source", "arch", "arch-cflags"}
 _SOURCE_KEYS = {"path", "stem", "types", "all-types", "map-types", "cflags"}
 
 
@@ -50,6 +52,8 @@ class Config:
     output_dir: Path  # relative to root
     cflags: tuple[str, ...]
     sources: tuple[SourceConfig, ...]
+    arches: tuple[str, ...] = ()  # () : the default set
+    arch_cflags: tuple[tuple[str, tuple[str, ...]], ...] = ()  # paths relative to root
 
 
 def find_pyproject(start: Path) -> Path | None:
@@ -95,6 +99,18 @@ def load_config(pyproject: Path) -> Config:
     if not isinstance(output_dir, str) or not output_dir:
         raise ConfigError("output-dir must be a non-empty string", where=twhere)
     cflags = _strings(table.get("cflags", []), f"{twhere}: cflags")
+    from .build import parse_arch_cflags, parse_arches
+
+    arches: tuple[str, ...] = ()
+    if "arch" in table:
+        arches = parse_arches(",".join(_strings(table["arch"], f"{twhere}: arch")),
+                              f"{twhere}: arch")
+    raw_ac = table.get("arch-cflags", {})
+    if not isinstance(raw_ac, dict):
+        raise ConfigError("arch-cflags must be a table of arch = [\"flag\", ...]", where=twhere)
+    arch_cflags = tuple(
+        (a, _strings(f, f"{twhere}: arch-cflags.{a}")) for a, f in raw_ac.items())
+    parse_arch_cflags([f"{a}=" for a, _ in arch_cflags], f"{twhere}: arch-cflags")  # names
     raw_sources = table.get("source", [])
     if not isinstance(raw_sources, list):
         raise ConfigError(
@@ -130,7 +146,8 @@ def load_config(pyproject: Path) -> Config:
                 map_types=tuple(map_types.items()),
             )
         )
-    return Config(pyproject.parent, pyproject, Path(output_dir), cflags, tuple(sources))
+    return Config(pyproject.parent, pyproject, Path(output_dir), cflags, tuple(sources),
+                  arches, arch_cflags)
 
 
 # clang options whose argument is a path: (spelling, joined forms allowed). Longest first, so

@@ -15,17 +15,21 @@ import json
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
-from .compile import BYTEORDER, TARGETS, compile_bpf, tool_version
+from .build import Built
+from .compile import BYTEORDER, TARGETS, tool_version
 from .config import rebase_flags
 from .errors import ConfigError, InternalError, LayoutError, OutputError, guarded
 from .model import Diagnostic, ObjectModel, no_source_diagnostics
+from .runtime.arch import DEFAULT_ARCHES
 
 _PKG = __name__.rpartition(".")[0]
 _SUFFIX = {"little": "bpfel", "big": "bpfeb"}
+_EXAMPLE = {"bpfel": "x86 or arm64", "bpfeb": "s390"}
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,11 @@ class Options:
     # (map name, C type): an event map's type declared, not inferred (--map-type)
     map_types: tuple[tuple[str, str], ...] = ()
     targets: tuple[str, ...] = TARGETS
+    # __TARGET_ARCH_* names compiled for (runtime/arch.py); per-arch extra cflags
+    arches: tuple[str, ...] = DEFAULT_ARCHES
+    arch_cflags: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    # parallel clang runs (None: EBPF_GEN_JOBS, else the CPU count)
+    jobs: int | None = None
     cc: str = "clang"
     strip: bool = True
     cflags: tuple[str, ...] = ()
@@ -81,7 +90,6 @@ def display_path(path: Path) -> str:
 
 
 def build_from_source(source: Path, opts: Options) -> Result:
-    from .elf import read_bytes
     from .objspec import object_model
 
     stem = check_stem(opts.stem or default_stem(source))
@@ -90,43 +98,85 @@ def build_from_source(source: Path, opts: Options) -> Result:
     for t in opts.targets:
         if t not in TARGETS:
             raise ConfigError(f"unknown target {t!r} (expected bpfel and/or bpfeb)")
-    models: dict[str, ObjectModel] = {}
-    objects: dict[str, bytes] = {}
-    inputs: tuple[Path, ...] = ()
-    warnings: list[str] = []
     # clang runs in the source's directory: relative paths the user meant from elsewhere
     # are rewritten to name the same files from there (and the parse sees the same flags)
     cflags = rebase_flags(opts.cflags, opts.cflags_dir or Path.cwd(), source.resolve().parent)
+    arch_cflags = {a: rebase_flags(f, opts.cflags_dir or Path.cwd(), source.resolve().parent)
+                   for a, f in opts.arch_cflags}
     opts = dataclasses.replace(opts, cflags=cflags, cflags_dir=source.resolve().parent)
-    with tempfile.TemporaryDirectory(prefix="ebpf-gen-") as tmp:
-        for target in opts.targets:
-            out = Path(tmp) / f"{stem}_{target}.o"
-            result = compile_bpf(
-                source,
-                out,
-                target=target,
-                cc=opts.cc,
-                strip="llvm-strip" if opts.strip else None,
-                cflags=opts.cflags,
-            )
-            inputs = result.inputs
-            if result.warnings and result.warnings not in warnings:  # once, not per order
-                warnings.append(result.warnings)
-            data = read_bytes(out)
+    from .build import Pool, build_objects, resolve_jobs
+    from .runtime.arch import ARCHES
+
+    # A byte order none of the architectures runs in: said, not silently left out
+    unserved = [t for t in opts.targets if not any(BYTEORDER[t] in ARCHES[a] for a in opts.arches)]
+    if len(unserved) == len(opts.targets):
+        raise ConfigError(f"--arch {','.join(opts.arches)} has no architecture for "
+                          f"{' or '.join(unserved)}", where=str(source))
+    from .source import analyze, needs_parse, parse_for
+
+    pool = Pool(resolve_jobs(opts.jobs))
+    parsed: dict[str, Future[object]] = {}
+
+    def start_parse(order: str, data: bytes) -> None:
+        # The libclang parse (as long as a compile on vmlinux.h) overlaps the other compiles
+        model = object_model(data, f"{source} ({_SUFFIX[order]})")
+        if needs_parse(model, opts.types, dict(opts.map_types)):
+            parsed[order] = pool.submit(lambda: parse_for(source, opts.cflags, model, cc=opts.cc))
+
+    try:
+        with tempfile.TemporaryDirectory(prefix="ebpf-gen-") as tmp:
+            built = build_objects(source, Path(tmp), stem, targets=opts.targets,
+                                  arches=opts.arches, arch_cflags=arch_cflags, cc=opts.cc,
+                                  strip=opts.strip, cflags=opts.cflags, pool=pool,
+                                  on_primary=start_parse)
+        failures = built
+        built = {o: b for o, b in built.items() if b.objects}
+        models: dict[str, ObjectModel] = {}
+        for order, b in built.items():
+            target = _SUFFIX[order]
             # Named after the source: the temporary object is gone when the user reads it
             with guarded(f"{source} ({target})"):
-                models[BYTEORDER[target]] = object_model(data, f"{source} ({target})")
-            objects[BYTEORDER[target]] = data
+                models[order] = object_model(b.objects[b.primary][1], f"{source} ({target})")
+        with guarded(str(source)):
+            if len(models) == 2:
+                check_same_layout(models["little"], models["big"], where=str(source))
+            first = next(iter(built))
+            unit = parsed[first].result() if first in parsed else None
+            model = analyze(source, opts.cflags, models[first], opts.types, cc=opts.cc,
+                            map_types=dict(opts.map_types), unit=unit)
+    finally:
+        pool.close()
     with guarded(str(source)):
-        if len(models) == 2:
-            check_same_layout(models["little"], models["big"], where=str(source))
-        primary = models.get("little") or models["big"]
-        model = _analyze(source, opts, primary)
         from .source.capacity import capacity_warnings
 
         model = _with_diagnostics(model, capacity_warnings(model, display_path(source)))
+        model = _with_diagnostics(model, _arch_diagnostics(failures, source))
+        model = _with_diagnostics(model, [Diagnostic(
+            display_path(source), 0, 0, "warning",
+            f"no {t} object: --arch {','.join(opts.arches)} names no "
+            f"{BYTEORDER[t]}-endian architecture (e.g. {_EXAMPLE[t]})") for t in unserved])
+        objects = {k: v for b in built.values() for k, v in b.objects.items()}
+        inputs = tuple(dict.fromkeys(p for b in built.values() for p in b.inputs))
+        warnings = "".join(dict.fromkeys(b.warnings for b in built.values() if b.warnings))
         rendered = _render(stem, model, objects, display_path(source), opts, inputs)
-        return dataclasses.replace(rendered, warnings="".join(warnings))
+        return dataclasses.replace(rendered, warnings=warnings)
+
+
+def _arch_diagnostics(built: Mapping[str, Built], source: Path) -> list[Diagnostic]:
+    """One warning per byte order with architectures left out: the module refuses them."""
+    out: list[Diagnostic] = []
+    where = display_path(source)
+    for order, b in built.items():
+        if b.failed:
+            names = ", ".join(a for a, _ in b.failed)
+            # clang names the source by its absolute path; the warning by the display one
+            why = b.failed[0][1].replace(str(source.resolve()), where)
+            out.append(Diagnostic(
+                where, 0, 0, "warning",
+                f"no {_SUFFIX[order]} object for {names}: it does not compile for them "
+                f"({why}); the module refuses them there (give their headers with "
+                "--arch-cflags ARCH=-I...)"))
+    return out
 
 
 def build_from_object(path: Path, opts: Options) -> Result:
@@ -164,7 +214,9 @@ def build_from_bytes(
                                       "object's BTF (generate from the source to lay it out "
                                       "from there)", where=where)
         model = _with_diagnostics(model, no_source_diagnostics(model, display or where))
-        return _render(stem, model, {model.btf.byteorder: data}, None, opts, inputs)
+        order = model.btf.byteorder
+        return _render(stem, model, {order: (f"{stem}_{_SUFFIX[order]}.o", data)}, None, opts,
+                       inputs)
 
 
 def _with_diagnostics(model: ObjectModel, extra: Sequence[Diagnostic]) -> ObjectModel:
@@ -181,7 +233,7 @@ def _analyze(source: Path, opts: Options, model: ObjectModel) -> ObjectModel:
 def _render(
     stem: str,
     model: ObjectModel,
-    objects: Mapping[str, bytes],
+    objects: Mapping[str, tuple[str, bytes]],  # files key -> (file name, bytes)
     source: str | None,
     opts: Options,
     inputs: tuple[Path, ...],
@@ -190,11 +242,10 @@ def _render(
 
     files: dict[str, bytes] = {}
     names: dict[str, tuple[str, str]] = {}
-    for order in ("little", "big"):
-        if order in objects:
-            name = f"{stem}_{_SUFFIX[order]}.o"
-            files[name] = objects[order]
-            names[order] = (name, hashlib.sha256(objects[order]).hexdigest())
+    for key in sorted(objects):  # "big", "big/s390", "little", "little/arm64", ...
+        name, data = objects[key]
+        files[name] = data  # architectures with the same bytes share one file
+        names[key] = (name, hashlib.sha256(data).hexdigest())
     context = module_context(
         model,
         stem=stem,
@@ -370,7 +421,8 @@ def _fingerprint(source: Path, inputs: Sequence[str], opts: Options) -> str | No
     h.update(_generator_fingerprint("llvm-strip" if opts.strip else None, opts.cc).encode())
     base = str((opts.cflags_dir or Path.cwd()).resolve())
     settings = [opts.stem, opts.types, opts.all_types, opts.map_types, opts.targets, opts.cc,
-                opts.strip, opts.cflags, base, opts.command, str(source)]
+                opts.strip, opts.cflags, base, opts.command, str(source), opts.arches,
+                opts.arch_cflags]
     h.update(json.dumps(settings, default=list).encode())
     for name in (str(source), *inputs):
         try:

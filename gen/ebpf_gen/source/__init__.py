@@ -22,7 +22,7 @@ from ..btf.types import Enum, EnumValue, Kind, Spec
 from ..errors import ConfigError, SourceError
 from ..model import EVENT_MAP_TYPES, Diagnostic, MapDef, ObjectModel
 from . import messages
-from ._clang import Loc, Node, parse
+from ._clang import Loc, Node, TranslationUnit, parse
 from .infer import Inference, Record, Send
 from .layout import _SIGNED_INT_KINDS, Builder
 
@@ -59,19 +59,41 @@ def _undeclared(model: ObjectModel, map_types: Mapping[str, str]) -> dict[str, s
     return {n: t for n, t in map_types.items() if n not in typed}
 
 
+def needs_parse(model: ObjectModel, types: Sequence[str],
+                map_types: Mapping[str, str] | None = None) -> bool:
+    """Whether analyze() will parse the source: the parse costs as much as a compile
+    (vmlinux.h), so it is skipped when idle and started early (beside the other compiles)
+    when not."""
+    try:
+        model = declare_event_types(model, map_types or {}, "")
+    except (ConfigError, SourceError):
+        return True  # analyze() says so, naming the source
+    return bool(_sign_unknown_enums(model.btf) or _undeclared(model, map_types or {})
+                or _needs_source(model, types))
+
+
+def parse_for(source: Path, cflags: Sequence[str], model: ObjectModel, *,
+              cc: str = "clang") -> TranslationUnit:
+    """The parse analyze() would make for ``model`` (same byte order, same flags)."""
+    return parse(source, cflags, byteorder=model.btf.byteorder, cc=cc)
+
+
 def analyze(source: Path, cflags: Sequence[str], model: ObjectModel,
             types: Sequence[str], *, cc: str = "clang",
-            map_types: Mapping[str, str] | None = None) -> ObjectModel:
+            map_types: Mapping[str, str] | None = None,
+            unit: object = None) -> ObjectModel:
     """Type the model's event maps from ``source`` and add the structs BTF lacks.
 
     ``map_types`` (map name -> C type) declares a map's event type instead of inferring it.
+    ``unit``: parse_for()'s result, made in parallel with the compiles (None: parse here).
     """
     model = declare_event_types(model, map_types or {}, str(source))
     missing = _undeclared(model, map_types or {})
     suspects = _sign_unknown_enums(model.btf)
     if not suspects and not missing and not _needs_source(model, types):
         return model  # the parse costs as much as a compile (vmlinux.h): skip it when idle
-    unit = parse(source, cflags, byteorder=model.btf.byteorder, cc=cc)
+    if not isinstance(unit, TranslationUnit):
+        unit = parse(source, cflags, byteorder=model.btf.byteorder, cc=cc)
     inf = Inference(unit)
     if suspects:
         model = replace(model, btf=_signed_from_source(model.btf, suspects, inf, str(source)))
