@@ -244,3 +244,15 @@ def test_config_arch_and_cflags(tmp_path: Path, clang: str) -> None:
     assert proc.returncode == 0, proc.stderr
     out = sorted(p.name for p in (tmp_path / "generated").iterdir())
     assert out == ["p.py", "p_bpfel_arm64.o", "p_bpfel_x86.o"], out
+
+
+def test_unused_pt_regs_flavour_is_not_a_difference() -> None:
+    from ebpf_gen.build import comparable
+
+    x86 = b'# 1 "p.bpf.c"\nint x;\n'
+    arm64 = (b'# 1 "p.bpf.c"\n# 163 "/usr/include/bpf/bpf_tracing.h" 3 4\n'
+             b"struct pt_regs___arm64 {\n unsigned long orig_x0;\n};\nint x;\n")
+    assert comparable(arm64) == comparable(x86)
+    # used, the flavour's name appears outside its declaration: still different
+    used = arm64 + b"long f(void *c) { return ((struct pt_regs___arm64 *)c)->orig_x0; }\n"
+    assert comparable(used) != comparable(x86 + b"long f(void *c) { return 0; }\n")

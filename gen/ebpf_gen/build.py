@@ -17,6 +17,7 @@ gathered in a fixed order, so the output is the same as a serial run's.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -25,11 +26,26 @@ from typing import TypeVar
 
 from .compile import BYTEORDER, CompileResult, compile_bpf
 from .errors import CompileError, ConfigError
-from .runtime.arch import ARCHES, DEFAULT_ARCHES, object_key
+from .runtime.arch import ARCHES, DEFAULT_ARCHES, PRIMARY, object_key
 
 T = TypeVar("T")
 MAX_JOBS = 256
 _SUFFIX = {"little": "bpfel", "big": "bpfeb"}
+
+
+# bpf_tracing.h declares a CO-RE flavour of pt_regs for some architectures (pt_regs___arm64,
+# pt_regs___s390) whether or not the program uses it, and forward-declares struct pt_regs for
+# an architecture it does not know (loongarch in libbpf 1.1). Declared and unused, neither
+# changes
+# code nor BTF (clang emits only types in use); used, the macro expansions naming it differ
+# anyway. Dropped from the comparison, so a program that never touches pt_regs costs one
+# preprocessing per architecture rather than one compile each.
+_UNUSED_FLAVOURS = re.compile(
+    rb'^(?:# \d+ "[^"\n]*"[^\n]*\n)?struct pt_regs(?:___\w+ \{[^{}]*\})?;\n', re.M)
+
+
+def comparable(preprocessed: bytes) -> bytes:
+    return _UNUSED_FLAVOURS.sub(b"", preprocessed)
 
 
 def parse_arches(text: str, where: str = "--arch") -> tuple[str, ...]:
@@ -158,7 +174,10 @@ def build_objects(
     plan: dict[str, list[str]] = {}
     for target in targets:
         order = BYTEORDER[target]
-        plan[target] = [a for a in arches if order in ARCHES[a]]
+        archs = [a for a in arches if order in ARCHES[a]]
+        # the byte order's primary first (x86, s390): the one compiled at once and parsed
+        archs.sort(key=lambda a: a != PRIMARY[order])
+        plan[target] = archs
     # The primary compile of each order starts at once; the preprocessing beside it decides
     # whether any other architecture needs a compile of its own.
     primary_fut = {t: pool.submit(run(t, a[0], False)) for t, a in plan.items() if a}
@@ -184,7 +203,7 @@ def build_objects(
                 groups.setdefault(f"error:{a}", []).append(a)  # the compile will say why
                 continue
             inputs.update(dict.fromkeys(res.inputs))
-            groups.setdefault(res.object.read_bytes(), []).append(a)
+            groups.setdefault(comparable(res.object.read_bytes()), []).append(a)
         # Preprocessed texts identical to the primary's share its compile
         compiles: list[tuple[list[str], Future[CompileResult]]] = []
         for members in groups.values():

@@ -38,6 +38,10 @@ ARCHES: dict[str, tuple[str, ...]] = {
 # distributions ship; 32-bit arm, mips, sparc and arc are one --arch away.
 DEFAULT_ARCHES: tuple[str, ...] = ("x86", "arm64", "riscv", "powerpc", "loongarch", "s390")
 
+# Each byte order's primary architecture, compiled first (and the source parsed as): the
+# most deployed one of that order.
+PRIMARY: dict[str, str] = {"little": "x86", "big": "s390"}
+
 # platform.machine() values (uname -m, and Windows/BSD spellings) -> architecture
 MACHINES: dict[str, str] = {
     "x86_64": "x86",
