@@ -6,6 +6,11 @@
     btf dump file vmlinux format c > FILE``: process time of each whole command. Target: <= 3.
 (b) Generating a skeleton from a compiled object: process time (user+sys) of
     ``python -m ebpf_gen.cli --object X`` vs ``bpftool gen skeleton X``. Target: < 150 ms.
+(d) Generating from source (both byte orders, every default architecture): wall time of
+    ``ebpf-gen SRC`` against the same command with ``--jobs 1`` (its steps one after another;
+    target <= 0.6x) and against one bare ``clang -target bpf -O2 -g -c SRC`` (target <= 1.3x
+    where that compile takes >= 0.5 s: a CO-RE tool on a full vmlinux.h; the small examples
+    are shown too, where the interpreter's start dominates).
 
 The host is shared (two cores), so each number is the median of N runs and CPU time is shown
 next to wall time where it applies.
@@ -168,13 +173,84 @@ def bench_header(n: int) -> None:
           f"target <= 3.00x: {'ok' if ratio <= 3 else 'MISSED'}")
 
 
+def _from_source_cases(tmp: Path) -> list[tuple[str, Path]]:
+    """Small examples, and a CO-RE tool on a full vmlinux.h (bpftool's, else ours)."""
+    cases = [(name, REPO / "examples" / f"{name}.bpf.c") for name in ("hello", "runqlat",
+                                                                       "uretprobe")]
+    core = Path(tmp) / "core"
+    core.mkdir()
+    shutil.copy(REPO / "tests" / "corpus" / "core_task.bpf.c", core)
+    bpftool = shutil.which("bpftool")
+    with open(core / "vmlinux.h", "w") as out:
+        if bpftool and VMLINUX.exists():
+            subprocess.run([bpftool, "btf", "dump", "file", str(VMLINUX), "format", "c"],
+                           stdout=out, check=True)
+        else:
+            subprocess.run([str(PY), "-m", "ebpf_gen.cli", "vmlinux", "-q", "-o", "-"],
+                           stdout=out, check=True)
+    cases.append(("core_task (vmlinux.h)", core / "core_task.bpf.c"))
+    return cases
+
+
+def bench_from_source(n: int) -> None:
+    print("(d) from source: ebpf-gen SRC (parallel) vs --jobs 1 (serial steps) vs bare clang; "
+          f"wall, median of {n}")
+    if importlib.util.find_spec("ebpf_gen.cli") is None or shutil.which("clang") is None:
+        print("    skipped: needs ebpf_gen.cli and clang")
+        return
+    sys.path.insert(0, str(REPO / "gen"))
+    from ebpf_gen.compile import INCLUDE_FLAGS, multiarch_include_flags
+
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("PYTHONDONTWRITEBYTECODE", "EBPF_GEN_JOBS")}
+        env["PYTHONPYCACHEPREFIX"] = str(Path(tmp) / "pycache")  # as installed: cached .pyc
+        print(f"    {'source':<24}{'ebpf-gen':>10}{'--jobs 1':>10}{'ratio':>7}"
+              f"{'clang':>9}{'ratio':>7}  targets: <= 0.60x serial, <= 1.30x clang (>= 0.5 s)")
+        for label, src in _from_source_cases(Path(tmp)):
+            out = Path(tmp) / "out"
+            gen = [str(PY), "-m", "ebpf_gen.cli", str(src), "--no-config", "-q",
+                   "--output-dir", str(out)]
+            # the same include flags ebpf-gen adds (its own header dir, the multiarch dir)
+            bare = ["clang", "-target", "bpf", "-O2", "-g", "-D__TARGET_ARCH_x86",
+                    *INCLUDE_FLAGS, *multiarch_include_flags(), "-c", str(src),
+                    "-o", str(Path(tmp) / "bare.o")]
+            child_cpu(gen, cwd=src.parent, env=env)  # warm-up: bytecode, page cache
+            runs: dict[str, list[float]] = {"par": [], "ser": [], "clang": []}
+            for _ in range(n):  # interleaved: drift on a shared host hits all alike
+                runs["par"].append(child_cpu(gen, cwd=src.parent, env=env)[0])
+                runs["ser"].append(child_cpu([*gen, "--jobs", "1"], cwd=src.parent,
+                                             env=env)[0])
+                runs["clang"].append(child_cpu(bare, cwd=src.parent)[0])
+            par, ser, cc = (statistics.median(runs[k]) for k in ("par", "ser", "clang"))
+            r_ser, r_cc = par / ser, par / cc
+            verdict = "ok" if r_ser <= 0.6 else "MISSED serial"
+            if cc >= 0.5:
+                verdict += ", ok" if r_cc <= 1.3 else ", MISSED clang"
+            else:
+                verdict += ", clang < 0.5 s (not a target)"
+            print(f"    {label:<24}{par:9.2f}s{ser:9.2f}s{r_ser:6.2f}x{cc:8.2f}s{r_cc:6.2f}x"
+                  f"  {verdict}")
+    print(f"    load: {os.getloadavg()[0]:.2f} (1 min), {os.cpu_count()} CPUs")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-n", type=int, default=7, help="runs per measurement (median)")
+    ap.add_argument("--source-runs", type=int, default=3,
+                    help="runs per from-source measurement (median; each is seconds long)")
+    ap.add_argument("--only", choices=("vmlinux", "header", "objects", "source"),
+                    help="run one section")
     args = ap.parse_args()
-    bench_vmlinux(args.n)
-    bench_header(args.n)
-    bench_objects(args.n)
+    sections: dict[str, Callable[[], None]] = {
+        "vmlinux": lambda: bench_vmlinux(args.n),
+        "header": lambda: bench_header(args.n),
+        "objects": lambda: bench_objects(args.n),
+        "source": lambda: bench_from_source(args.source_runs),
+    }
+    for name, run in sections.items():
+        if args.only in (None, name):
+            run()
 
 
 if __name__ == "__main__":
