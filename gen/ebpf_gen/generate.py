@@ -244,8 +244,11 @@ def _render(
     names: dict[str, tuple[str, str]] = {}
     for key in sorted(objects):  # "big", "big/s390", "little", "little/arm64", ...
         name, data = objects[key]
-        files[name] = data  # architectures with the same bytes share one file
         names[key] = (name, hashlib.sha256(data).hexdigest())
+    # Written and reported little-endian first (the objects users load), then big-endian.
+    for key in sorted(objects, key=lambda k: (not k.startswith("little"), k)):
+        name, data = objects[key]
+        files[name] = data  # architectures with the same bytes share one file
     context = module_context(
         model,
         stem=stem,

@@ -287,6 +287,7 @@ _PROTOTYPES: dict[str, tuple[Any, list[Any]]] = {
     "bpf_map__set_key_size": (c_int, [c_void_p, c_uint32]),
     "bpf_map__set_type": (c_int, [c_void_p, c_int]),
     "bpf_map__set_autocreate": (c_int, [c_void_p, ctypes.c_bool]),
+    "bpf_map__autocreate": (ctypes.c_bool, [c_void_p]),
     "bpf_map__set_map_flags": (c_int, [c_void_p, c_uint32]),
     "bpf_map__set_inner_map_fd": (c_int, [c_void_p, c_int]),
     "bpf_map__reuse_fd": (c_int, [c_void_p, c_int]),

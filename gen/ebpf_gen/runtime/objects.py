@@ -705,7 +705,9 @@ def _populate(
         ptr = lib.bpf_object__find_map_by_name(obj, mspec.name.encode())
         if not ptr:
             raise RuntimeBPFError(f"{spec.name}: the object has no map {mspec.name!r}")
-        if int(lib.bpf_map__fd(ptr)) < 0:  # set_autocreate(name, False)
+        # Asked of libbpf, not read from the fd: libbpf >= 1.3 gives every map a placeholder
+        # fd at open, so a map left out by set_autocreate(name, False) has one too.
+        if not lib.bpf_map__autocreate(ptr):
             setattr(maps, mspec.attribute, None)
             continue
         _check_sizes(
