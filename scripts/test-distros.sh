@@ -12,6 +12,8 @@
 # a tarball in /var/tmp/ebpf-gen-distros/; each run unpacks its own copy and removes it after.
 # The chroot shares this kernel, so bpf(), tracefs, bpffs and cgroup v2 work inside it as root.
 # The kernel tier runs under the host's kernel-tier lock (tracepoints and trace_pipe are global).
+# Run inside another pristine root (fresh-machine), /tmp is that root's own, so the lock there
+# orders only the runs inside it: excluding the host's other users is up to whoever started it.
 set -euo pipefail
 top=$(git -C "$(dirname "$0")/.." rev-parse --show-toplevel)
 cache=/var/tmp/ebpf-gen-distros
