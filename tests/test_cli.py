@@ -298,6 +298,28 @@ def test_generate_check_and_determinism(project: Path) -> None:
     assert imp.returncode == 0, imp.stderr
 
 
+
+def test_objects_no_longer_generated_are_removed(project: Path) -> None:
+    """An object set that changes (one object per byte order <-> one per architecture) must
+    not leave the old files to be committed beside the new ones; other stems' stay."""
+    out = project / "generated"
+    args = ("src/hello.bpf.c", "--", INC)
+    assert run(*args, cwd=project).returncode == 0
+    files = snapshot(out)
+    for name in ("hello_bpfel_x86.o", "hello_bpfeb_s390.o", "hello2_bpfel.o",
+                 "hello_bpfel_bpfel.o", "notes.txt"):
+        (out / name).write_bytes(b"old")
+    check = run(*args[:1], "--check", *args[1:], cwd=project)
+    assert check.returncode == 1
+    assert check.stdout.splitlines() == ["would remove: generated/hello_bpfeb_s390.o",
+                                         "would remove: generated/hello_bpfel_x86.o"]
+    again = run(*args, cwd=project)
+    assert again.returncode == 0, again.stderr
+    assert "removed generated/hello_bpfeb_s390.o, generated/hello_bpfel_x86.o" in again.stdout
+    assert snapshot(out) == {**files, "hello2_bpfel.o": b"old", "hello_bpfel_bpfel.o": b"old",
+                             "notes.txt": b"old"}
+
+
 def test_same_output_from_two_checkouts(tmp_path: Path) -> None:
     outs = []
     for name in ("a", "b/c"):

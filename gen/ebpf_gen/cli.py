@@ -229,15 +229,25 @@ def _warn(result: Result) -> None:
 
 def _write(what: str, output_dir: Path, result: Result) -> None:
     """Write the outputs that differ from what is there, and say which."""
-    from .generate import changed_files, display_path, write_outputs
+    from .generate import (
+        changed_files,
+        display_path,
+        remove_outputs,
+        stale_outputs,
+        write_outputs,
+    )
 
     changed = set(changed_files(output_dir, result.files))
+    stale = stale_outputs(output_dir, result.stem, result.files)
     write_outputs(output_dir, {n: d for n, d in result.files.items()
                                if output_dir / n in changed})
+    remove_outputs(stale)  # after the new files are in place: a failed write keeps the old set
     if changed:
         names = [display_path(output_dir / n) for n in result.files if output_dir / n in changed]
         _say(f"{what}: wrote {', '.join(names)}")
-    else:
+    if stale:
+        _say(f"{what}: removed {', '.join(display_path(p) for p in stale)} (no longer generated)")
+    if not changed and not stale:
         _say(f"{what}: unchanged ({len(result.files)} outputs already as generated)")
 
 
@@ -254,12 +264,20 @@ def _show_inputs(result: Result, cflags: Sequence[str]) -> None:
         _note(f"input: {shown}", 2)
 
 
-def _report_check(changed: Sequence[Path]) -> int:
+def _out_of_date(output_dir: Path, result: Result) -> list[tuple[str, Path]]:
+    """What writing ``result`` would do: ("change", file) and ("remove", stale file)."""
+    from .generate import changed_files, stale_outputs
+
+    return [*(("change", p) for p in changed_files(output_dir, result.files)),
+            *(("remove", p) for p in stale_outputs(output_dir, result.stem, result.files))]
+
+
+def _report_check(pending: Sequence[tuple[str, Path]]) -> int:
     from .generate import display_path
 
-    for path in changed:
-        print(f"would change: {display_path(path)}")
-    return 1 if changed else 0
+    for verb, path in pending:
+        print(f"would {verb}: {display_path(path)}")
+    return 1 if pending else 0
 
 
 def _run_single(args: argparse.Namespace, extra: list[str]) -> int:
@@ -268,7 +286,6 @@ def _run_single(args: argparse.Namespace, extra: list[str]) -> int:
         Options,
         build_from_object,
         build_from_source,
-        changed_files,
         display_path,
     )
 
@@ -371,7 +388,7 @@ def _run_single(args: argparse.Namespace, extra: list[str]) -> int:
     _warn(result)
     _show_inputs(result, cflags)
     if args.check:
-        return _report_check(changed_files(output_dir, result.files))
+        return _report_check(_out_of_date(output_dir, result))
     _write(what, output_dir, result)
     return 0
 
@@ -384,7 +401,6 @@ def _run_generate(argv: list[str]) -> int:
     from .generate import (
         Options,
         build_from_source,
-        changed_files,
         default_stem,
         display_path,
         record,
@@ -404,7 +420,7 @@ def _run_generate(argv: list[str]) -> int:
         raise ConfigError("no [[tool.ebpf-gen.source]] entries", where=str(pyproject))
     # Paths in pyproject and in the generated modules are relative to the project root
     os.chdir(config.root)
-    stale: list[Path] = []
+    stale: list[tuple[str, Path]] = []
     for src in config.sources:
         opts = Options(
             output_dir=config.output_dir,
@@ -431,7 +447,7 @@ def _run_generate(argv: list[str]) -> int:
         _warn(result)
         _show_inputs(result, opts.cflags)
         if args.check:
-            stale.extend(changed_files(config.output_dir, result.files))
+            stale.extend(_out_of_date(config.output_dir, result))
             continue
         _write(what, config.output_dir, result)
         record(Path("."), src.path, result, opts)

@@ -25,7 +25,7 @@ from .compile import BYTEORDER, TARGETS, tool_version
 from .config import rebase_flags
 from .errors import ConfigError, InternalError, LayoutError, OutputError, guarded
 from .model import Diagnostic, ObjectModel, no_source_diagnostics
-from .runtime.arch import DEFAULT_ARCHES
+from .runtime.arch import ARCHES, DEFAULT_ARCHES
 
 _PKG = __name__.rpartition(".")[0]
 _SUFFIX = {"little": "bpfel", "big": "bpfeb"}
@@ -241,13 +241,12 @@ def _render(
     from .render import module_context, render_module
 
     files: dict[str, bytes] = {}
-    names: dict[str, tuple[str, str]] = {}
-    for key in sorted(objects):  # "big", "big/s390", "little", "little/arm64", ...
-        name, data = objects[key]
-        names[key] = (name, hashlib.sha256(data).hexdigest())
-    # Written and reported little-endian first (the objects users load), then big-endian.
+    names: dict[str, tuple[str, str]] = {}  # the module lists these sorted by key itself
+    # Keys: "little", "little/arm64", "big", "big/s390", ... Written and reported
+    # little-endian first (the objects users load), then big-endian.
     for key in sorted(objects, key=lambda k: (not k.startswith("little"), k)):
         name, data = objects[key]
+        names[key] = (name, hashlib.sha256(data).hexdigest())
         files[name] = data  # architectures with the same bytes share one file
     context = module_context(
         model,
@@ -328,6 +327,34 @@ def changed_files(output_dir: Path, files: Mapping[str, bytes]) -> list[Path]:
         if not same:
             changed.append(target)
     return changed
+
+
+def stale_outputs(output_dir: Path, stem: str, files: Mapping[str, bytes]) -> list[Path]:
+    """Object files of ``stem`` in ``output_dir`` that this generation no longer writes.
+
+    The set of objects changes with the source: a program that starts reading ``pt_regs``
+    gets per-architecture objects (``probe_bpfel_x86.o``) in place of ``probe_bpfel.o``, and
+    the other way round. Left in place, the old file would be committed beside the new ones
+    and loaded by nothing. Only names this generator could have written for ``stem`` match
+    (``STEM_bpfel.o``, ``STEM_bpfeb_s390.o``, ...), never another stem's files.
+    """
+    known = {f"{stem}_{suffix}{arch}.o" for suffix in _SUFFIX.values()
+             for arch in ("", *(f"_{a}" for a in ARCHES))}
+    try:
+        present = {p.name for p in output_dir.iterdir() if p.is_file()}
+    except OSError:
+        return []
+    return sorted(output_dir / name for name in (present & known) - set(files))
+
+
+def remove_outputs(paths: Sequence[Path]) -> None:
+    for path in paths:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            raise OutputError(f"cannot remove stale output: {e.strerror}", where=str(path)) from e
 
 
 def write_outputs(output_dir: Path, files: Mapping[str, bytes]) -> None:
