@@ -13,10 +13,12 @@ or booted.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -175,6 +177,43 @@ def prewarm_skeletons() -> None:
     )
 
 
+def _run_guest(cmd: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run vng in a session of its own; on timeout, kill the whole session.
+
+    subprocess.run's timeout kills only vng, its direct child: the qemu under it went on
+    emulating a hung guest, a host core busy for the rest of the run (a fourth qemu was seen
+    next to the three of a later tier, and every guest after it slowed).
+    """
+    with subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+        text=True, env=env, start_new_session=True,
+    ) as proc:
+        try:
+            stdout, stderr = proc.communicate(timeout=BOOT_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            stdout, stderr = proc.communicate()
+            raise subprocess.TimeoutExpired(cmd, BOOT_TIMEOUT, stdout, stderr) from None
+        return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
+
+
+def _text(data: str | bytes | None) -> str:
+    if isinstance(data, bytes):
+        return data.decode(errors="replace")
+    return data or ""
+
+
+def _tails(out: Path, console: str) -> str:
+    """The last lines of the guest's pytest log and console, for a run that gave no results."""
+    log_path = out / "pytest.log"
+    log = log_path.read_text(errors="replace") if log_path.exists() else "(no pytest.log)"
+    log_tail = "\n".join(log.strip().splitlines()[-60:])
+    console_tail = "\n".join(console.strip().splitlines()[-30:])
+    return (f"-- guest pytest log, last lines:\n{log_tail}\n"
+            f"-- guest console, last lines:\n{console_tail}")
+
+
 def run_kernel(kernel: str, pytest_args: tuple[str, ...] = ()) -> KernelRun:
     """Boot `kernel` once, run the guest tier, and collect its results."""
     why = missing_host_tools()
@@ -209,25 +248,25 @@ def run_kernel(kernel: str, pytest_args: tuple[str, ...] = ()) -> KernelRun:
     ]
     start = time.monotonic()
     try:
-        proc = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=BOOT_TIMEOUT, check=False,
-            stdin=subprocess.DEVNULL, env=vng_env(vng),
-        )
+        proc = _run_guest(cmd, vng_env(vng))
         console = proc.stdout + proc.stderr
     except subprocess.TimeoutExpired as e:
-        raise VmError(f"kernel {kernel}: guest still running after {BOOT_TIMEOUT:.0f}s") from e
+        # What the guest got to: its pytest log (-v, one line a test, stacks of a test that
+        # ran over its bound) and the console, so a hang says where it hung.
+        console = _text(e.stdout) + _text(e.stderr)
+        (out / "console.log").write_text(console)
+        raise VmError(
+            f"kernel {kernel}: guest still running after {BOOT_TIMEOUT:.0f}s; output in {out}\n"
+            + _tails(out, console)
+        ) from e
     total = time.monotonic() - start
     (out / "console.log").write_text(console)
     rc_file, junit = out / "rc", out / "junit.xml"
     log = (out / "pytest.log").read_text() if (out / "pytest.log").exists() else ""
     if not rc_file.exists() or not junit.exists():
-        console_tail = "\n".join(console.strip().splitlines()[-30:])
-        log_tail = "\n".join(log.strip().splitlines()[-10:])
         raise VmError(
             f"kernel {kernel}: the guest produced no results (boot failed?); "
-            f"vng exit {proc.returncode}, output in {out}\n"
-            f"-- guest pytest log, last lines:\n{log_tail}\n"
-            f"-- guest console, last lines:\n{console_tail}"
+            f"vng exit {proc.returncode}, output in {out}\n" + _tails(out, console)
         )
     cases, test_seconds = _parse_junit(junit)
     try:

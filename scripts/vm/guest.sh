@@ -16,6 +16,8 @@ mkdir -p /run/netns
 ulimit -l unlimited
 
 export EBPF_GEN_VM_KERNEL="$kernel"
+# The log is read on the host while the guest runs, and after a hang: no stdio buffering.
+export PYTHONUNBUFFERED=1
 # Bytecode caches in the guest's own /tmp (the shared tree is read-only): without them
 # every app and test process recompiles ebpf_gen under emulation, seconds per start.
 unset PYTHONDONTWRITEBYTECODE

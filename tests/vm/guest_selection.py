@@ -10,6 +10,13 @@ the host.
 
 from __future__ import annotations
 
+import faulthandler
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from types import FrameType
+
 import pytest
 
 # Files whose ``kernel``-marked tests also run in the guest; elsewhere only ``kprobe`` ones.
@@ -49,3 +56,38 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept
+
+
+# A guest test that hangs must cost one test, not the guest: with no bound, CI saw the 5.10
+# guest still running when the host's 30-minute budget ran out, and learnt nothing of where.
+# SIGALRM fails the test that runs too long (epoll_wait and friends return EINTR, so a test
+# blocked in libbpf through ctypes gets the exception when the call comes back); every
+# thread's stack goes to the log first. A process stuck where no signal handler can run
+# (a thread holding the GIL in C) is ended by faulthandler after the grace period, its
+# stacks in the log, and the host then reports the log's last lines.
+TEST_TIMEOUT = float(os.environ.get("EBPF_GEN_GUEST_TEST_TIMEOUT", "240"))
+GRACE = 60.0
+
+
+class GuestTestTimeout(Exception):
+    pass
+
+
+def _on_alarm(signum: int, frame: FrameType | None) -> None:
+    sys.stderr.write(f"\n--- guest test ran over {TEST_TIMEOUT:.0f}s; every thread:\n")
+    faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+    raise GuestTestTimeout(f"ran over {TEST_TIMEOUT:.0f}s in the guest (stacks in the log)")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    # The whole protocol (setup, call, teardown): a fixture can hang as well as a test.
+    previous = signal.signal(signal.SIGALRM, _on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, TEST_TIMEOUT)
+    faulthandler.dump_traceback_later(TEST_TIMEOUT + GRACE, exit=True, file=sys.__stderr__)
+    try:
+        return (yield)
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
