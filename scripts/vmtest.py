@@ -59,6 +59,7 @@ class KernelRun:
     test_seconds: float  # pytest's own wall time in the guest (from the junit XML)
     pytest_rc: int
     log: str
+    note: str = ""  # something the host had to do that the results don't show
 
     @property
     def ok(self) -> bool:
@@ -177,25 +178,51 @@ def prewarm_skeletons() -> None:
     )
 
 
-def _run_guest(cmd: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """Run vng in a session of its own; on timeout, kill the whole session.
+POWEROFF_GRACE = 120.0  # seconds a guest gets to power off once its results are written
+
+
+def _run_guest(cmd: list[str], env: dict[str, str], done: Path
+               ) -> tuple[subprocess.CompletedProcess[str], str]:
+    """Run vng in a session of its own until it exits, or kill the whole session.
 
     subprocess.run's timeout kills only vng, its direct child: the qemu under it went on
     emulating a hung guest, a host core busy for the rest of the run (a fourth qemu was seen
-    next to the three of a later tier, and every guest after it slowed).
+    next to the three of a later tier, and every guest after it slowed). Once the guest has
+    written ``done`` (its results are complete) it gets POWEROFF_GRACE to power off; a
+    guest that hangs in shutdown is killed and its results stand, with a note saying so.
+    Returns the process and that note ("" normally); raises TimeoutExpired when the guest
+    ran out of BOOT_TIMEOUT without results.
     """
+    start = time.monotonic()
+    deadline = start + BOOT_TIMEOUT
+    ended = 0.0  # when the results appeared
+    note = ""
     with subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
         text=True, env=env, start_new_session=True,
     ) as proc:
-        try:
-            stdout, stderr = proc.communicate(timeout=BOOT_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            stdout, stderr = proc.communicate()
-            raise subprocess.TimeoutExpired(cmd, BOOT_TIMEOUT, stdout, stderr) from None
-        return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
+        # communicate() keeps what it read between its timeouts, so calling it again in a
+        # loop loses no output.
+        while True:
+            try:
+                stdout, stderr = proc.communicate(timeout=2.0)
+                break
+            except subprocess.TimeoutExpired:
+                now = time.monotonic()
+                if not ended and done.exists():
+                    ended = now
+                    deadline = min(deadline, now + POWEROFF_GRACE)
+                if now < deadline:
+                    continue
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                stdout, stderr = proc.communicate()
+                if not ended:
+                    raise subprocess.TimeoutExpired(cmd, BOOT_TIMEOUT, stdout, stderr) from None
+                note = (f"the guest's tests ended after {ended - start:.0f}s but it did not "
+                        f"power off within {POWEROFF_GRACE:.0f}s: killed")
+                break
+        return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr), note
 
 
 def _text(data: str | bytes | None) -> str:
@@ -248,7 +275,7 @@ def run_kernel(kernel: str, pytest_args: tuple[str, ...] = ()) -> KernelRun:
     ]
     start = time.monotonic()
     try:
-        proc = _run_guest(cmd, vng_env(vng))
+        proc, note = _run_guest(cmd, vng_env(vng), out / "rc")
         console = proc.stdout + proc.stderr
     except subprocess.TimeoutExpired as e:
         # What the guest got to: its pytest log (-v, one line a test, stacks of a test that
@@ -282,6 +309,7 @@ def run_kernel(kernel: str, pytest_args: tuple[str, ...] = ()) -> KernelRun:
         test_seconds=test_seconds,
         pytest_rc=int(rc_file.read_text().strip() or "1"),
         log=log,
+        note=note,
     )
 
 
@@ -295,6 +323,8 @@ def report_lines(run: KernelRun) -> list[str]:
             lines.extend("        " + m for m in c.message.splitlines()[:40])
     missing = sorted(k for k, v in run.features.items() if not v.get("present"))
     lines.append(f"   kernel {run.kernel} lacks: {', '.join(missing) or 'nothing probed'}")
+    if run.note:
+        lines.append(f"   note: {run.note}")
     if run.pytest_rc not in (0, 1, 5):
         lines.append(f"   guest pytest exit {run.pytest_rc}:")
         lines.extend("        " + m for m in run.log.strip().splitlines()[-20:])

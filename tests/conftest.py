@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import socket
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +20,10 @@ from types import ModuleType
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+# A socket that waits for traffic a program dropped, or a send that a sockmap program holds,
+# must fail its test, not hang the run (the VM tier's guest has no one to interrupt it).
+# Tests that want a shorter wait set their own.
+socket.setdefaulttimeout(30.0)
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 # Set by scripts/vmtest.py inside the guest: the Debian kernel series being tested.
 VM_KERNEL = os.environ.get("EBPF_GEN_VM_KERNEL", "")

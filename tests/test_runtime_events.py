@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import importlib
 import json
 import os
 import signal
@@ -19,7 +18,7 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -27,7 +26,7 @@ from typing import Any
 import pytest
 from ebpf_gen.runtime import PerfEventArray, RingBuf, events
 
-from .conftest import REPO, require_tool
+from .conftest import require_tool
 from .vm.kernel_features import lacks
 
 pytestmark = pytest.mark.kernel
@@ -123,22 +122,11 @@ char LICENSE[] SEC("license") = "GPL";
 
 
 @pytest.fixture(scope="module")
-def skel(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
+def skel(skeleton: Callable[[str, str], ModuleType]) -> ModuleType:
+    # Through the session's skeleton builder: the VM tier's guests load the host's build
+    # (tests/conftest.py) instead of compiling for a minute under emulation.
     require_tool("clang")
-    out = tmp_path_factory.mktemp("events_skel")
-    src = out / "evtest.bpf.c"
-    src.write_text(SOURCE)
-    proc = subprocess.run(
-        [sys.executable, "-m", "ebpf_gen.cli", str(src), "--output-dir", str(out),
-         "--stem", "evtest_skel", "--", "-I/usr/include/x86_64-linux-gnu"],
-        capture_output=True, text=True, cwd=REPO,
-    )
-    assert proc.returncode == 0, proc.stderr
-    sys.path.insert(0, str(out))
-    try:
-        return importlib.import_module("evtest_skel")
-    finally:
-        sys.path.remove(str(out))
+    return skeleton("evtest_skel", SOURCE)
 
 
 @contextlib.contextmanager
@@ -592,24 +580,11 @@ char LICENSE[] SEC("license") = "GPL";
 
 
 @pytest.fixture(scope="module")
-def lossy(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
+def lossy(skeleton: Callable[[str, str], ModuleType]) -> ModuleType:
     """A skeleton whose ring buffer goes through <ebpf_gen/events.bpf.h>: the generator's
     compile finds the header with no -I from the user."""
     require_tool("clang")
-    out = tmp_path_factory.mktemp("lossy_skel")
-    src = out / "lossy.bpf.c"
-    src.write_text(LOSSY_SOURCE)
-    proc = subprocess.run(
-        [sys.executable, "-m", "ebpf_gen.cli", str(src), "--output-dir", str(out),
-         "--stem", "lossy_skel", "--", "-I/usr/include/x86_64-linux-gnu"],
-        capture_output=True, text=True, cwd=REPO,
-    )
-    assert proc.returncode == 0, proc.stderr
-    sys.path.insert(0, str(out))
-    try:
-        return importlib.import_module("lossy_skel")
-    finally:
-        sys.path.remove(str(out))
+    return skeleton("lossy_skel", LOSSY_SOURCE)
 
 
 @pytest.mark.parametrize("program", ["lossy_output", "lossy_reserve"])

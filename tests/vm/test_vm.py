@@ -85,3 +85,49 @@ def test_vng_helpers_resolve_without_an_activated_venv() -> None:
     assert first == str(os.path.dirname(vng))
     helper = shutil.which("virtme-run", path=env["PATH"])
     assert helper is not None and os.path.dirname(helper) == first
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie still answers kill(0): it has exited, only not yet reaped by its parent.
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _guest_like(tmp_path: Any, write_done: bool) -> list[str]:
+    """A stand-in for vng: a child (qemu's place) that outlives a kill of its parent alone."""
+    script = "sleep 600 & echo $! > {pid}; {done} wait".format(
+        pid=tmp_path / "pid", done=f"echo 0 > {tmp_path / 'rc'};" if write_done else "")
+    return ["sh", "-c", script]
+
+
+def test_guest_hung_in_shutdown_keeps_its_results(tmp_path: Any,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Results written and then no power-off: the whole session is killed after the grace
+    period and the run is reported with a note, not as a timeout."""
+    import subprocess
+    import time
+
+    vmtest = _vmtest()
+    monkeypatch.setattr(vmtest, "POWEROFF_GRACE", 1.0)
+    start = time.monotonic()
+    proc, note = vmtest._run_guest(_guest_like(tmp_path, True), dict(os.environ),
+                                   tmp_path / "rc")
+    assert time.monotonic() - start < 30
+    assert "did not power off" in note and proc.returncode != 0
+    assert not _alive(int((tmp_path / "pid").read_text()))
+    assert isinstance(proc, subprocess.CompletedProcess)
+
+
+def test_guest_timeout_kills_every_process_of_the_guest(tmp_path: Any,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+
+    vmtest = _vmtest()
+    monkeypatch.setattr(vmtest, "BOOT_TIMEOUT", 1.0)
+    with pytest.raises(subprocess.TimeoutExpired):
+        vmtest._run_guest(_guest_like(tmp_path, False), dict(os.environ), tmp_path / "rc")
+    assert not _alive(int((tmp_path / "pid").read_text()))
