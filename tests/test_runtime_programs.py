@@ -65,6 +65,9 @@ int on_kprobe(void *ctx) { return hit(); }
 
 __u64 ret_hits = 0;
 
+SEC("kprobe/no_such_function_for_ebpf_gen")
+int on_missing_kprobe(void *ctx) { return 0; }
+
 SEC("kretprobe/__x64_sys_getppid")
 int on_kretprobe(void *ctx)
 {
@@ -169,6 +172,10 @@ def test_kprobe_attach(probes: Any) -> None:
     assert probes.variables.hits == 1
     with pytest.raises(AttachError, match="not found"):
         probes.programs.on_kprobe.attach_kprobe("no_such_function_for_ebpf_gen")
+    with pytest.raises(AttachError, match=r"no traceable kernel function matches "
+                       r"'no_such_function_for_ebpf_gen' \(a function must be in "
+                       r"available_filter_functions"):
+        probes.programs.on_missing_kprobe.attach()
 
 
 @pytest.mark.kprobe

@@ -158,7 +158,14 @@ class Program:
             "kprobe.multi",
             "kretprobe.multi",
         ):
-            return kprobes_unavailable()
+            why = kprobes_unavailable()
+            if why is None and err == E.ENOENT:
+                # Seen on Debian's 6.12.117: __x64_sys_getpid is in kallsyms but not in
+                # available_filter_functions, where libbpf >= 1.3 resolves kprobe.multi.
+                why = (f"no traceable kernel function matches {rest!r} (a function must be "
+                       "in available_filter_functions; syscall wrappers such as __x64_sys_* "
+                       "are missing there on some kernels: ksyscall/NAME attaches those)")
+            return why
         if kind in ("tracepoint", "tp"):
             category, _, name = rest.partition("/")
             return tracepoint_missing(category, name)
