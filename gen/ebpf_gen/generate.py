@@ -124,11 +124,18 @@ def build_from_source(source: Path, opts: Options) -> Result:
             parsed[order] = pool.submit(lambda: parse_for(source, opts.cflags, model, cc=opts.cc))
 
     try:
-        with tempfile.TemporaryDirectory(prefix="ebpf-gen-") as tmp:
-            built = build_objects(source, Path(tmp), stem, targets=opts.targets,
-                                  arches=opts.arches, arch_cflags=arch_cflags, cc=opts.cc,
-                                  strip=opts.strip, cflags=opts.cflags, pool=pool,
-                                  on_primary=start_parse)
+        with tempfile.TemporaryDirectory(prefix="ebpf-gen-", ignore_cleanup_errors=True) as tmp:
+            try:
+                built = build_objects(source, Path(tmp), stem, targets=opts.targets,
+                                      arches=opts.arches, arch_cflags=arch_cflags, cc=opts.cc,
+                                      strip=opts.strip, cflags=opts.cflags, pool=pool,
+                                      on_primary=start_parse)
+            except BaseException:
+                # An error raised while other clang runs still write into tmp (the primary
+                # object refused, say) must wait for them: removing tmp under them failed
+                # with "Directory not empty", and that replaced the user's error.
+                pool.close()
+                raise
         failures = built
         built = {o: b for o, b in built.items() if b.objects}
         models: dict[str, ObjectModel] = {}

@@ -88,13 +88,21 @@ def test_vng_helpers_resolve_without_an_activated_venv() -> None:
 
 
 def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie still answers kill(0): it has exited, only not yet reaped by its parent.
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    """Whether ``pid`` still runs 5 s from now: a killed process closes its files (which
+    ends communicate()) a moment before it is gone."""
+    import time
+
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError):
+            return False
+        if state in ("Z", "X"):  # exited, only not yet reaped
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def _guest_like(tmp_path: Any, write_done: bool) -> list[str]:
