@@ -30,7 +30,13 @@ from .runtime.arch import ARCHES, DEFAULT_ARCHES, PRIMARY, object_key
 
 T = TypeVar("T")
 MAX_JOBS = 256
-_SUFFIX = {"little": "bpfel", "big": "bpfeb"}
+SUFFIX = {"little": "bpfel", "big": "bpfeb"}
+
+
+def object_name(stem: str, order: str, arch: str | None = None) -> str:
+    """The file an object is written to: ``STEM_bpfel.o`` for any architecture of that
+    byte order, ``STEM_bpfel_x86.o`` for one architecture's."""
+    return f"{stem}_{SUFFIX[order]}{f'_{arch}' if arch else ''}.o"
 
 
 # bpf_tracing.h declares a CO-RE flavour of pt_regs for some architectures (pt_regs___arm64,
@@ -237,10 +243,10 @@ def build_objects(
         for data, members in sorted(by_bytes.items(), key=lambda kv: arch_of[kv[1][0]]):
             members.sort(key=arch_of.__getitem__)
             if shared:
-                objects[order] = (f"{stem}_{_SUFFIX[order]}.o", data)
+                objects[order] = (object_name(stem, order), data)
                 continue
             # one file per distinct object, named after its first architecture
-            name = f"{stem}_{_SUFFIX[order]}_{members[0]}.o"
+            name = object_name(stem, order, members[0])
             for a in members:
                 objects[object_key(order, a)] = (name, data)
         primary = next(iter(objects))

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
-from .build import Built
+from .build import SUFFIX, Built, object_name
 from .compile import BYTEORDER, TARGETS, tool_version
 from .config import rebase_flags
 from .errors import ConfigError, InternalError, LayoutError, OutputError, guarded
@@ -28,7 +28,6 @@ from .model import Diagnostic, ObjectModel, no_source_diagnostics
 from .runtime.arch import ARCHES, DEFAULT_ARCHES
 
 _PKG = __name__.rpartition(".")[0]
-_SUFFIX = {"little": "bpfel", "big": "bpfeb"}
 _EXAMPLE = {"bpfel": "x86 or arm64", "bpfeb": "s390"}
 
 
@@ -119,7 +118,7 @@ def build_from_source(source: Path, opts: Options) -> Result:
 
     def start_parse(order: str, data: bytes) -> None:
         # The libclang parse (as long as a compile on vmlinux.h) overlaps the other compiles
-        model = object_model(data, f"{source} ({_SUFFIX[order]})")
+        model = object_model(data, f"{source} ({SUFFIX[order]})")
         if needs_parse(model, opts.types, dict(opts.map_types)):
             parsed[order] = pool.submit(lambda: parse_for(source, opts.cflags, model, cc=opts.cc))
 
@@ -140,7 +139,7 @@ def build_from_source(source: Path, opts: Options) -> Result:
         built = {o: b for o, b in built.items() if b.objects}
         models: dict[str, ObjectModel] = {}
         for order, b in built.items():
-            target = _SUFFIX[order]
+            target = SUFFIX[order]
             # Named after the source: the temporary object is gone when the user reads it
             with guarded(f"{source} ({target})"):
                 models[order] = object_model(b.objects[b.primary][1], f"{source} ({target})")
@@ -180,7 +179,7 @@ def _arch_diagnostics(built: Mapping[str, Built], source: Path) -> list[Diagnost
             why = b.failed[0][1].replace(str(source.resolve()), where)
             out.append(Diagnostic(
                 where, 0, 0, "warning",
-                f"no {_SUFFIX[order]} object for {names}: it does not compile for them "
+                f"no {SUFFIX[order]} object for {names}: it does not compile for them "
                 f"({why}); the module refuses them there (give their headers with "
                 "--arch-cflags ARCH=-I...)"))
     return out
@@ -222,7 +221,7 @@ def build_from_bytes(
                                       "from there)", where=where)
         model = _with_diagnostics(model, no_source_diagnostics(model, display or where))
         order = model.btf.byteorder
-        return _render(stem, model, {order: (f"{stem}_{_SUFFIX[order]}.o", data)}, None, opts,
+        return _render(stem, model, {order: (object_name(stem, order), data)}, None, opts,
                        inputs)
 
 
@@ -345,8 +344,7 @@ def stale_outputs(output_dir: Path, stem: str, files: Mapping[str, bytes]) -> li
     and loaded by nothing. Only names this generator could have written for ``stem`` match
     (``STEM_bpfel.o``, ``STEM_bpfeb_s390.o``, ...), never another stem's files.
     """
-    known = {f"{stem}_{suffix}{arch}.o" for suffix in _SUFFIX.values()
-             for arch in ("", *(f"_{a}" for a in ARCHES))}
+    known = {object_name(stem, order, arch) for order in SUFFIX for arch in (None, *ARCHES)}
     try:
         present = {p.name for p in output_dir.iterdir() if p.is_file()}
     except OSError:

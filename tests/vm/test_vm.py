@@ -97,7 +97,7 @@ def _alive(pid: int) -> bool:
         try:
             with open(f"/proc/{pid}/stat") as f:
                 state = f.read().rsplit(")", 1)[1].split()[0]
-        except (FileNotFoundError, ProcessLookupError):
+        except FileNotFoundError:  # reaped
             return False
         if state in ("Z", "X"):  # exited, only not yet reaped
             return False
