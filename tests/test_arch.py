@@ -263,3 +263,75 @@ def test_unused_pt_regs_flavour_is_not_a_difference() -> None:
     # used, the flavour's name appears outside its declaration: still different
     used = arm64 + b"long f(void *c) { return ((struct pt_regs___arm64 *)c)->orig_x0; }\n"
     assert comparable(used) != comparable(x86 + b"long f(void *c) { return 0; }\n")
+
+
+# -- step 1: the headers that test __TARGET_ARCH_ decide without preprocessing the source ----
+
+def _built(tmp: Path, src: Path, **kw: object) -> dict[str, object]:
+    from ebpf_gen.build import Pool, build_objects
+
+    pool = Pool(2)
+    try:
+        built = build_objects(src, tmp, "p", targets=kw.pop("targets", ("bpfel",)),  # type: ignore[arg-type]
+                              arches=kw.pop("arches", ("x86", "arm64")),  # type: ignore[arg-type]
+                              cflags=(INC,), pool=pool, **kw)  # type: ignore[arg-type]
+    finally:
+        pool.close()
+    return {order: (b.check, sorted({name for name, _ in b.objects.values()}))
+            for order, b in built.items()}
+
+
+def test_bpf_tracing_without_pt_regs_shares_one_object_unpreprocessed(tmp_path: Path,
+                                                                      clang: str) -> None:
+    # bpf_tracing.h tests __TARGET_ARCH_*, BPF_PROG does not depend on it: every architecture
+    # is decided from bpf_tracing.h's macros alone, and shares the primary's object
+    src = _source(tmp_path, TRACEPOINT.replace(
+        "int count(void *ctx) { calls++; return 0; }",
+        "int BPF_PROG(count, void *a) { calls += (__u64)a; return 0; }"), arm64_header=False)
+    (tmp_path / "work").mkdir()
+    got = _built(tmp_path / "work", src, targets=("bpfel", "bpfeb"), arches=DEFAULT_ARCHES)
+    assert got == {"little": ("headers", ["p_bpfel.o"]), "big": ("headers", ["p_bpfeb.o"])}
+    assert not list((tmp_path / "work").glob("*.i")), "step 1 decided: nothing preprocessed"
+
+
+@pytest.mark.parametrize("use", [
+    # through a header of the user's, which never spells __TARGET_ARCH_
+    '#define FIRST(c) PT_REGS_PARM1(c)\n',
+    # a name built by pasting: only its leading piece appears
+    '#define FIRST(c) PT_REGS_PARM ## 1(c)\n',
+])
+def test_pt_regs_use_through_a_user_header_is_preprocessed(tmp_path: Path, clang: str,
+                                                           use: str) -> None:
+    text = """\
+#include <linux/bpf.h>
+#include <linux/ptrace.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include "first.h"
+__u64 seen = 0;
+SEC("kprobe/do_nanosleep")
+int probe(struct pt_regs *ctx) { seen = FIRST(ctx); return 0; }
+char LICENSE[] SEC("license") = "GPL";
+"""
+    src = _source(tmp_path, text, arm64_header=False)
+    (src.parent / "first.h").write_text(use)
+    (tmp_path / "work").mkdir()
+    # arm64's PT_REGS_PARM1 needs struct user_pt_regs, which x86's headers lack: had the
+    # check judged the source architecture-free, arm64 would share x86's object
+    assert _built(tmp_path / "work", src) == {"little": ("preprocessed", ["p_bpfel_x86.o"])}
+
+
+def test_arch_dependent_names_of_bpf_tracing(clang: str) -> None:
+    from ebpf_gen.build import arch_dependent_names
+
+    probes = [subprocess.run(
+        [clang, "-E", "-dD", "-target", "bpfel", f"-D__TARGET_ARCH_{a}", INC, "-x", "c", "-"],
+        input=b"#define __VMLINUX_H__\n#include <bpf/bpf_tracing.h>\n", capture_output=True,
+        check=True).stdout for a in ("x86", "arm64", "riscv")]
+    names = arch_dependent_names(probes)
+    assert names is not None
+    # differently defined, reached through a body, reached through a paste
+    assert {b"PT_REGS_PARM1", b"BPF_KSYSCALL", b"BPF_KPROBE", b"BPF_KRETPROBE"} <= names
+    assert {b"BPF_PROG", b"bpf_printk", b"SEC"}.isdisjoint(names)
+    # code that differs (not only macros) is no verdict on names: None, preprocess all
+    assert arch_dependent_names([probes[0], probes[1] + b"int only_here;\n"]) is None

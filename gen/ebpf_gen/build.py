@@ -4,11 +4,21 @@ per byte order unless the code depends on the architecture.
 ``bpf_tracing.h``'s ``PT_REGS_*`` macros read registers at architecture-specific offsets
 (``PT_REGS_PARM1`` is ``r1 + 112`` on x86, ``r1 + 0`` on arm64), so such a program needs an
 object per architecture; most programs never touch ``pt_regs`` and compile to the same bytes
-for every ``__TARGET_ARCH_*``. Preprocessing costs a fraction of a compile, so every
-architecture is preprocessed, architectures whose preprocessed text is identical share one
-compile, and objects that still come out byte-identical are merged. An architecture whose
-compile fails (``BPF_KPROBE`` for arm64 against x86's headers: no ``struct user_pt_regs``)
-gets no object, the others are recorded as architecture-specific, and the module refuses it.
+for every ``__TARGET_ARCH_*``. Which case a source is, is decided in two steps:
+
+1. From the primary compile's inputs (its depfile): ``__TARGET_ARCH_*`` is only ever set on
+   the command line, so only a file that spells it can depend on it. When those files are
+   headers (``bpf_tracing.h``), each architecture preprocesses just them (``-E -dD``, a few
+   milliseconds: no ``vmlinux.h``), and the macros whose definitions differ, with every macro
+   reaching one of them, are the architecture-dependent names. A program none of whose other
+   inputs names one (and that redefines nothing those headers test) compiles to the same
+   bytes everywhere: one object per byte order, with no further clang run.
+2. Otherwise every architecture preprocesses the whole source (a fraction of a compile, but
+   with ``vmlinux.h`` about a third of one, seven times over by default), architectures
+   whose preprocessed text is identical share one compile, and objects that still come out
+   byte-identical are merged. An architecture whose compile fails (``BPF_KPROBE`` for arm64
+   against x86's headers: no ``struct user_pt_regs``) gets no object, the others are
+   recorded as architecture-specific, and the module refuses it.
 
 Every step is a clang subprocess run from a thread pool (``jobs`` wide); results are
 gathered in a fixed order, so the output is the same as a serial run's.
@@ -52,6 +62,115 @@ _UNUSED_FLAVOURS = re.compile(
 
 def comparable(preprocessed: bytes) -> bytes:
     return _UNUSED_FLAVOURS.sub(b"", preprocessed)
+
+
+# Only the command line defines __TARGET_ARCH_<arch> (compile.arch_flag): a file that never
+# spells it cannot test it, and reaches the architecture only through macros of one that does.
+_ARCH_MACRO = b"__TARGET_ARCH_"
+_IDENT = re.compile(rb"[A-Za-z_]\w*")
+_CONDITION = re.compile(rb"^[ \t]*#[ \t]*(?:if|ifdef|ifndef|elif|elifdef|elifndef)\b(.*)", re.M)
+# a #define or #undef with its continuation lines
+_DIRECTIVE = re.compile(rb"^[ \t]*#[ \t]*(define|undef)[ \t]+(\w+)(?:.*\\\n)*.*", re.M)
+
+
+def _probe_parts(text: bytes) -> tuple[bytes, dict[bytes, tuple[bytes, frozenset[bytes]]]]:
+    """The code and the macros of ``clang -E -dD`` output: code lines without line markers
+    or blank lines, and each macro's last definition (clang prints one per line) with the
+    identifiers its body uses (its own parameters left out: they are substituted)."""
+    code: list[bytes] = []
+    macros: dict[bytes, tuple[bytes, frozenset[bytes]]] = {}
+    for line in text.split(b"\n"):
+        if line.startswith(b"#define "):
+            m = _IDENT.match(line, 8)
+            if not m:
+                continue
+            rest = line[m.end():]
+            params: set[bytes] = set()
+            if rest.startswith(b"("):  # function-like: (a, b, ...) body
+                close = rest.find(b")")
+                params = set(_IDENT.findall(rest[:close])) | {b"__VA_ARGS__"}
+                rest = rest[close + 1:]
+            macros[m.group()] = (line[m.end():], frozenset(_IDENT.findall(rest)) - params)
+        elif line.startswith(b"#undef "):
+            m = _IDENT.match(line, 7)
+            if m:
+                macros.pop(m.group(), None)
+        elif line.strip() and not line.startswith(b"# "):
+            code.append(line)
+    return b"\n".join(code) + b"\n", macros
+
+
+def _prefixes(name: bytes) -> list[bytes]:
+    # ``##`` builds names from a stem and a count: BPF_KPROBE passes ___bpf_kprobe_args on to
+    # a paste making ___bpf_kprobe_args1, and PT_REGS_PARM ## n is PT_REGS_PARM1. A use of
+    # the stem counts as a use of the name. (Shorter pieces would be matched by accident:
+    # BPF_K, a macro of linux/bpf_common.h, begins BPF_KPROBE.)
+    stem = name.rstrip(b"0123456789")
+    return [name, stem] if stem != name and len(stem) >= 4 else [name]
+
+
+def arch_dependent_names(probes: Sequence[bytes]) -> frozenset[bytes] | None:
+    """The identifiers through which the architecture reaches a program, from one ``clang -E
+    -dD`` of the same headers per architecture: the macros defined differently (or not at
+    all) in some of them, every macro whose body uses one of those, and the stems that
+    pastes build their names from (see _prefixes). None when the headers' code itself
+    differs (beyond the unused pt_regs flavours comparable() ignores)."""
+    parts = [_probe_parts(p) for p in probes]
+    if len({comparable(code) for code, _ in parts}) > 1:
+        return None
+    names = {n for _, macros in parts for n in macros}
+    dependent = {n for n in names
+                 if len({m[0] if m else None for m in (ms.get(n) for _, ms in parts)}) > 1}
+    uses: dict[bytes, set[bytes]] = {}
+    for _, macros in parts:
+        for n, (_, body_names) in macros.items():
+            uses.setdefault(n, set()).update(body_names)
+    reaching = {p for n in dependent for p in _prefixes(n)}
+    grew = True
+    while grew:  # the closure: BPF_KPROBE's text is the same everywhere, PT_REGS_PARM1's not
+        grew = False
+        for n, used in uses.items():
+            if n not in dependent and not used.isdisjoint(reaching):
+                dependent.add(n)
+                reaching.update(_prefixes(n))
+                grew = True
+    return frozenset(reaching)
+
+
+def arch_sensitive(texts: Mapping[Path, bytes]) -> list[Path]:
+    """The inputs that spell ``__TARGET_ARCH_``: the only ones the architecture reaches."""
+    return [p for p, t in texts.items() if _ARCH_MACRO in t]
+
+
+def probe_unit(texts: Mapping[Path, bytes], sensitive: Sequence[Path]) -> str | None:
+    """The translation unit each architecture preprocesses in step 1: the sensitive headers,
+    after the other inputs' definitions of the names those headers test (vmlinux.h's
+    ``__VMLINUX_H__`` picks bpf_tracing.h's kernel register names). None where that context
+    cannot be copied: a tested name undefined again or defined over several lines, or a
+    header path no ``#include "..."`` can spell."""
+    tested = {name for p in sensitive for cond in _CONDITION.findall(texts[p])
+              for name in _IDENT.findall(cond)}
+    context: dict[bytes, bytes] = {}
+    for p, text in texts.items():
+        if p in sensitive:
+            continue
+        for m in _DIRECTIVE.finditer(text):
+            kind, name, line = m.group(1), m.group(2), m.group()
+            if name not in tested:
+                continue
+            if kind == b"undef" or context.get(name, line) != line:
+                return None
+            context[name] = line
+    if any(c in str(p) for p in sensitive for c in '"\n'):
+        return None
+    return "".join([*(line.decode(errors="replace") + "\n"
+                      for line in context.values()),
+                    *(f'#include "{p}"\n' for p in sensitive)])
+
+
+def identifiers(text: bytes) -> frozenset[bytes]:
+    """Every identifier-like word of a file: a name in a comment counts (conservative)."""
+    return frozenset(_IDENT.findall(text))
 
 
 def parse_arches(text: str, where: str = "--arch") -> tuple[str, ...]:
@@ -118,6 +237,9 @@ class Built:
     warnings: str
     # (arch, first line of its error): architectures of this byte order with no object
     failed: tuple[tuple[str, str], ...] = field(default=())
+    # how its architectures were told apart: "one architecture", "headers" (step 1 of the
+    # module docstring: they share the primary's object), "preprocessed" (step 2)
+    check: str = "one architecture"
 
 
 class Pool:
@@ -125,6 +247,10 @@ class Pool:
 
     def __init__(self, jobs: int) -> None:
         self._ex = ThreadPoolExecutor(max_workers=jobs) if jobs > 1 else None
+
+    @property
+    def parallel(self) -> bool:
+        return self._ex is not None
 
     def submit(self, fn: Callable[[], T]) -> Future[T]:
         if self._ex is not None:
@@ -177,6 +303,55 @@ def build_objects(
         return lambda: compile_bpf(source, out, target=target, arch=arch, cc=cc,
                                    strip=strip_tool, cflags=flags, preprocess=preprocess)
 
+    def probe(unit: Path, target: str, arch: str) -> Callable[[], CompileResult]:
+        # -dD: the macros too, as this architecture defines them; flags as the compile's
+        return lambda: compile_bpf(unit, tmp / f"{stem}_{target}_{arch}.dD", target=target,
+                                   arch=arch, cc=cc, strip=None, cflags=(*cflags, "-dD"),
+                                   preprocess=True, cwd=source.resolve().parent)
+
+    texts: dict[Path, bytes] = {}  # both byte orders read the same headers: read once
+    words: dict[Path, frozenset[bytes]] = {}
+
+    def shares(primary: CompileResult, target: str, archs: Sequence[str]) -> bool:
+        """Step 1 of the module docstring: True when every architecture of ``archs`` would
+        compile to the primary's object."""
+        if any(extra.get(a) for a in archs):
+            return False  # flags of its own: anything may differ
+        try:
+            for p in primary.inputs:
+                if p not in texts:
+                    texts[p] = p.read_bytes()
+        except OSError:
+            return False
+        mine = {p: texts[p] for p in primary.inputs}
+        sensitive = arch_sensitive(mine)
+        if not sensitive:
+            return True
+        if source.resolve() in sensitive:
+            return False  # the source itself tests the architecture: compare it whole
+        text = probe_unit(mine, sensitive)
+        if text is None:
+            return False
+        unit = tmp / f"{stem}_{target}_arch.c"
+        unit.write_text(text)
+        futs = [pool.submit(probe(unit, target, a)) for a in archs]
+        for f in futs:
+            f.exception()  # every run waited for: none may still write into tmp
+        try:
+            probes = [f.result().object.read_bytes() for f in futs]
+        except (CompileError, OSError):
+            return False
+        reaching = arch_dependent_names(probes)
+        if reaching is None:
+            return False
+        for p in mine:
+            if p not in sensitive:
+                if p not in words:
+                    words[p] = identifiers(texts[p])
+                if not reaching.isdisjoint(words[p]):
+                    return False
+        return True
+
     plan: dict[str, list[str]] = {}
     for target in targets:
         order = BYTEORDER[target]
@@ -184,14 +359,31 @@ def build_objects(
         # the byte order's primary first (x86, s390): the one compiled at once and parsed
         archs.sort(key=lambda a: a != PRIMARY[order])
         plan[target] = archs
-    # The primary compile of each order starts at once; the preprocessing beside it decides
-    # whether any other architecture needs a compile of its own.
+    # The primary compile of each order starts at once. Its inputs decide whether the other
+    # architectures share it (step 1 of the module docstring) or are preprocessed (step 2).
     primary_fut = {t: pool.submit(run(t, a[0], False)) for t, a in plan.items() if a}
-    pre_fut = {(t, a): pool.submit(run(t, a, True))
-               for t, archs in plan.items() if len(archs) > 1 for a in archs}
+    pre_fut: dict[tuple[str, str], Future[CompileResult]] = {}
+    check: dict[str, str] = {}
+    first = True
+    for target, archs in plan.items():
+        if not archs:
+            continue
+        try:
+            primary: CompileResult | None = primary_fut[target].result()
+        except CompileError:
+            primary = None  # reported below; the other architectures may still compile
+        if primary is not None and first and on_primary is not None:
+            first = False
+            on_primary(BYTEORDER[target], primary.object.read_bytes())
+        if len(archs) == 1:
+            check[target] = "one architecture"
+        elif primary is not None and shares(primary, target, archs):
+            check[target] = "headers"
+        else:
+            check[target] = "preprocessed"
+            pre_fut.update({(target, a): pool.submit(run(target, a, True)) for a in archs})
     out: dict[str, Built] = {}
     errors: list[CompileError] = []
-    first = True
     for target, archs in plan.items():
         order = BYTEORDER[target]
         if not archs:
@@ -200,7 +392,7 @@ def build_objects(
         failed: list[tuple[str, str]] = []
         inputs: dict[Path, None] = {}
         for a in archs:
-            if len(archs) == 1:
+            if check[target] != "preprocessed":
                 groups.setdefault(b"", []).append(a)
                 continue
             try:
@@ -230,12 +422,9 @@ def build_objects(
             inputs.update(dict.fromkeys(res.inputs))
             if archs[0] in members:
                 warnings = res.warnings
-                if first and on_primary is not None:
-                    first = False
-                    on_primary(order, data)
             by_bytes.setdefault(data, []).extend(members)
         if not by_bytes:  # left out; its failures still reported
-            out[order] = Built({}, "", tuple(inputs), "", tuple(failed))
+            out[order] = Built({}, "", tuple(inputs), "", tuple(failed), check[target])
             continue
         objects: dict[str, tuple[str, bytes]] = {}
         arch_of = {a: i for i, a in enumerate(archs)}
@@ -249,9 +438,8 @@ def build_objects(
             name = object_name(stem, order, members[0])
             for a in members:
                 objects[object_key(order, a)] = (name, data)
-        primary = next(iter(objects))
-        out[order] = Built(objects, primary, tuple(inputs), warnings,
-                           tuple(sorted(failed, key=lambda f: arch_of[f[0]])))
+        out[order] = Built(objects, next(iter(objects)), tuple(inputs), warnings,
+                           tuple(sorted(failed, key=lambda f: arch_of[f[0]])), check[target])
     if not any(b.objects for b in out.values()):
         raise errors[0] if errors else CompileError("no architecture of the requested byte "
                                                     "orders (--target, --arch)", where=str(source))

@@ -170,9 +170,14 @@ def compile_bpf(
     cflags: Sequence[str] = (),
     arch: str = "x86",
     preprocess: bool = False,
+    cwd: Path | None = None,
 ) -> CompileResult:
     """Compile ``source`` to ``output`` for ``target`` ("bpfel"/"bpfeb") and ``arch``
     (``__TARGET_ARCH_<arch>``); ``preprocess``: write the preprocessed text instead.
+
+    clang runs in ``cwd``, by default the source's directory (where the flags' relative
+    paths were rebased to): build.py's header probe, a file in a temporary directory, runs
+    where the user's source is.
 
     ``strip`` (llvm-strip) removes DWARF but keeps .BTF/.BTF.ext; None keeps the DWARF.
     Raises CompileError with the full command and the tool's stderr.
@@ -183,7 +188,7 @@ def compile_bpf(
     depfile = output.with_name(output.name + ".d")
     cmd = clang_command(source, output, depfile, target=target, cc=cc, cflags=cflags,
                         arch=arch, preprocess=preprocess)
-    cwd = source.resolve().parent
+    cwd = cwd or source.resolve().parent
     warnings = _run(cmd, cwd=cwd, where=where)
     try:
         # clang writes the paths as it opened them, relative ones from its cwd (the source's
