@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import tempfile
+import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -88,9 +89,15 @@ def display_path(path: Path) -> str:
     return Path(os.path.relpath(absolute, Path.cwd().resolve())).as_posix()
 
 
-def build_from_source(source: Path, opts: Options) -> Result:
-    from .objspec import object_model
+def _import_later_steps() -> None:
+    try:
+        from . import objspec, render  # noqa: F401
+        from .source import _clang, capacity, infer  # noqa: F401
+    except Exception:  # the step that needs the module raises it, in context
+        pass
 
+
+def build_from_source(source: Path, opts: Options) -> Result:
     stem = check_stem(opts.stem or default_stem(source))
     if not opts.targets:
         raise ConfigError("no --target given")
@@ -111,13 +118,20 @@ def build_from_source(source: Path, opts: Options) -> Result:
     if len(unserved) == len(opts.targets):
         raise ConfigError(f"--arch {','.join(opts.arches)} has no architecture for "
                           f"{' or '.join(unserved)}", where=str(source))
-    from .source import analyze, needs_parse, parse_for
-
     pool = Pool(resolve_jobs(opts.jobs))
+    # The steps after the first compile import about 0.1 s of modules (the source parse,
+    # the model, the renderer): made by a thread while clang runs and this one only waits.
+    # (--jobs 1 keeps every step in turn.)
+    warm = threading.Thread(target=_import_later_steps, name="ebpf-gen-imports")
+    if pool.parallel:
+        warm.start()
     parsed: dict[str, Future[object]] = {}
 
     def start_parse(order: str, data: bytes) -> None:
         # The libclang parse (as long as a compile on vmlinux.h) overlaps the other compiles
+        from .objspec import object_model
+        from .source import needs_parse, parse_for
+
         model = object_model(data, f"{source} ({SUFFIX[order]})")
         if needs_parse(model, opts.types, dict(opts.map_types)):
             parsed[order] = pool.submit(lambda: parse_for(source, opts.cflags, model, cc=opts.cc))
@@ -134,7 +148,13 @@ def build_from_source(source: Path, opts: Options) -> Result:
                 # object refused, say) must wait for them: removing tmp under them failed
                 # with "Directory not empty", and that replaced the user's error.
                 pool.close()
+                if warm.is_alive():
+                    warm.join()  # no import left running into the interpreter's exit
                 raise
+        if warm.is_alive():
+            warm.join()
+        from .objspec import object_model
+        from .source import analyze
         failures = built
         built = {o: b for o, b in built.items() if b.objects}
         models: dict[str, ObjectModel] = {}
