@@ -50,14 +50,15 @@ def object_name(stem: str, order: str, arch: str | None = None) -> str:
 
 
 # bpf_tracing.h declares a CO-RE flavour of pt_regs for some architectures (pt_regs___arm64,
-# pt_regs___s390) whether or not the program uses it, and forward-declares struct pt_regs for
-# an architecture it does not know (loongarch in libbpf 1.1). Declared and unused, neither
-# changes
-# code nor BTF (clang emits only types in use); used, the macro expansions naming it differ
-# anyway. Dropped from the comparison, so a program that never touches pt_regs costs one
+# pt_regs___s390; libbpf 1.5 adds pt_regs___riscv and marks each preserve_access_index)
+# whether or not the program uses it, and forward-declares struct pt_regs for an architecture
+# it does not know (loongarch in libbpf 1.1). Declared and unused, neither changes code nor
+# BTF (clang emits only types in use); used, the macro expansions naming it differ anyway.
+# Dropped from the comparison, so a program that never touches pt_regs costs one
 # preprocessing per architecture rather than one compile each.
 _UNUSED_FLAVOURS = re.compile(
-    rb'^(?:# \d+ "[^"\n]*"[^\n]*\n)?struct pt_regs(?:___\w+ \{[^{}]*\})?;\n', re.M)
+    rb'^(?:# \d+ "[^"\n]*"[^\n]*\n)?struct pt_regs'
+    rb'(?:___\w+ \{[^{}]*\}(?:[ \n]*__attribute__\(\([\w ]*\)\))?)?;\n', re.M)
 
 
 def comparable(preprocessed: bytes) -> bytes:
