@@ -176,6 +176,15 @@ def test_linux_bpf_h_with_no_flags(tmp_path: Path) -> None:
     assert "hits: ArrayMap[int, int]" in (tmp_path / "generated" / "plain.py").read_text()
 
 
+def test_multiarch_dir_from_the_filesystem_is_the_compilers(clang: str) -> None:
+    """The shortcut that spares a compiler start names the directory clang would."""
+    from ebpf_gen.compile import multiarch_include_flags
+
+    triple = subprocess.run([clang, "-print-multiarch"], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    assert multiarch_include_flags.__wrapped__(clang) == ("-idirafter", f"/usr/include/{triple}")
+
+
 @pytest.fixture(scope="session")
 def vmlinux_h(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The running kernel's vmlinux.h, as every libbpf-tools checkout makes it (bpftool)."""
