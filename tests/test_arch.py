@@ -263,6 +263,12 @@ def test_unused_pt_regs_flavour_is_not_a_difference() -> None:
     # used, the flavour's name appears outside its declaration: still different
     used = arm64 + b"long f(void *c) { return ((struct pt_regs___arm64 *)c)->orig_x0; }\n"
     assert comparable(used) != comparable(x86 + b"long f(void *c) { return 0; }\n")
+    # libbpf 1.5 and later (Debian 13) mark each flavour, riscv's included, CO-RE relocatable
+    for arch, reg in (("arm64", "orig_x0"), ("riscv", "orig_a0")):
+        marked = (f"struct pt_regs___{arch} {{\n unsigned long {reg};\n}}"
+                  " __attribute__((preserve_access_index));\nint x;\n").encode()
+        marker = b'# 168 "/usr/include/bpf/bpf_tracing.h" 3 4\n'
+        assert comparable(b'# 1 "p.bpf.c"\n' + marker + marked) == comparable(x86)
 
 
 # -- step 1: the headers that test __TARGET_ARCH_ decide without preprocessing the source ----
