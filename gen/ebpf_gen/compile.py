@@ -113,6 +113,12 @@ def multiarch_include_flags(cc: str = "clang") -> tuple[str, ...]:
         path = os.path.dirname(found[0])
         if os.path.basename(path).startswith(os.uname().machine + "-"):
             return ("-idirafter", path)
+    return compilers_multiarch_flags(cc)
+
+
+def compilers_multiarch_flags(cc: str = "clang") -> tuple[str, ...]:
+    """multiarch_include_flags() as the compilers answer it: ``cc``, else gcc (Debian 13's
+    clang 19 exits 1 on ``-print-multiarch``)."""
     for tool in (cc, "gcc"):
         try:
             proc = subprocess.run([tool, "-print-multiarch"], stdin=subprocess.DEVNULL,
