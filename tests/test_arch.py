@@ -341,3 +341,17 @@ def test_arch_dependent_names_of_bpf_tracing(clang: str) -> None:
     assert {b"BPF_PROG", b"bpf_printk", b"SEC"}.isdisjoint(names)
     # code that differs (not only macros) is no verdict on names: None, preprocess all
     assert arch_dependent_names([probes[0], probes[1] + b"int only_here;\n"]) is None
+
+
+@pytest.mark.parametrize("piece", [1, 5, 64, 1 << 18])
+def test_identifiers_in_pieces_are_the_whole_files(piece: int) -> None:
+    # Step 1 scans big headers (vmlinux.h) in pieces so pool threads get the GIL between
+    # them; a cut inside a word would make up names (PT_REGS_ + PARM1) or lose them.
+    from ebpf_gen.build import _IDENT, identifiers
+
+    text = Path("/usr/include/bpf/bpf_tracing.h").read_bytes()
+    whole = frozenset(_IDENT.findall(text))
+    assert b"PT_REGS_PARM1" in whole
+    assert identifiers(text, piece) == whole
+    assert identifiers(b"a\nbc d", piece) == {b"a", b"bc", b"d"}
+    assert identifiers(b"", piece) == frozenset()

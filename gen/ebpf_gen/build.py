@@ -143,20 +143,29 @@ def arch_sensitive(texts: Mapping[Path, bytes]) -> list[Path]:
     return [p for p, t in texts.items() if _ARCH_MACRO in t]
 
 
-def probe_unit(texts: Mapping[Path, bytes], sensitive: Sequence[Path]) -> str | None:
+def directives(text: bytes) -> list[tuple[bytes, bytes, bytes]]:
+    """(``define``/``undef``, name, whole directive) of every macro directive of a file."""
+    return [(m.group(1), m.group(2), m.group()) for m in _DIRECTIVE.finditer(text)]
+
+
+def probe_unit(texts: Mapping[Path, bytes], sensitive: Sequence[Path],
+               seen: dict[Path, list[tuple[bytes, bytes, bytes]]] | None = None) -> str | None:
     """The translation unit each architecture preprocesses in step 1: the sensitive headers,
     after the other inputs' definitions of the names those headers test (vmlinux.h's
     ``__VMLINUX_H__`` picks bpf_tracing.h's kernel register names). None where that context
     cannot be copied: a tested name undefined again or defined over several lines, or a
-    header path no ``#include "..."`` can spell."""
+    header path no ``#include "..."`` can spell. ``seen``: each file's ``directives()``,
+    kept across calls (both byte orders read the same headers; vmlinux.h's scan is ~35 ms)."""
     tested = {name for p in sensitive for cond in _CONDITION.findall(texts[p])
               for name in _IDENT.findall(cond)}
     context: dict[bytes, bytes] = {}
+    seen = {} if seen is None else seen
     for p, text in texts.items():
         if p in sensitive:
             continue
-        for m in _DIRECTIVE.finditer(text):
-            kind, name, line = m.group(1), m.group(2), m.group()
+        if p not in seen:
+            seen[p] = directives(text)
+        for kind, name, line in seen[p]:
             if name not in tested:
                 continue
             if kind == b"undef" or context.get(name, line) != line:
@@ -169,9 +178,20 @@ def probe_unit(texts: Mapping[Path, bytes], sensitive: Sequence[Path]) -> str | 
                     *(f'#include "{p}"\n' for p in sensitive)])
 
 
-def identifiers(text: bytes) -> frozenset[bytes]:
-    """Every identifier-like word of a file: a name in a comment counts (conservative)."""
-    return frozenset(_IDENT.findall(text))
+def identifiers(text: bytes, piece: int = 1 << 18) -> frozenset[bytes]:
+    """Every identifier-like word of a file: a name in a comment counts (conservative).
+
+    Scanned in pieces cut at line ends (no identifier spans one): one regex call holds the
+    GIL throughout, ~60 ms on vmlinux.h, and a pool thread starting clang meanwhile would
+    wait all that time; between pieces it gets its turn."""
+    words: set[bytes] = set()
+    start = 0
+    while start < len(text):
+        end = text.find(b"\n", start + piece)
+        end = len(text) if end < 0 else end + 1
+        words.update(_IDENT.findall(text, start, end))
+        start = end
+    return frozenset(words)
 
 
 def parse_arches(text: str, where: str = "--arch") -> tuple[str, ...]:
@@ -310,8 +330,10 @@ def build_objects(
                                    arch=arch, cc=cc, strip=None, cflags=(*cflags, "-dD"),
                                    preprocess=True, cwd=source.resolve().parent)
 
-    texts: dict[Path, bytes] = {}  # both byte orders read the same headers: read once
+    # both byte orders read the same headers: each is read and scanned once
+    texts: dict[Path, bytes] = {}
     words: dict[Path, frozenset[bytes]] = {}
+    seen: dict[Path, list[tuple[bytes, bytes, bytes]]] = {}
 
     def shares(primary: CompileResult, target: str, archs: Sequence[str]) -> bool:
         """Step 1 of the module docstring: True when every architecture of ``archs`` would
@@ -330,12 +352,16 @@ def build_objects(
             return True
         if source.resolve() in sensitive:
             return False  # the source itself tests the architecture: compare it whole
-        text = probe_unit(mine, sensitive)
+        text = probe_unit(mine, sensitive, seen)
         if text is None:
             return False
         unit = tmp / f"{stem}_{target}_arch.c"
         unit.write_text(text)
         futs = [pool.submit(probe(unit, target, a)) for a in archs]
+        # the other inputs' words while the probes run (vmlinux.h's take ~60 ms)
+        for p in mine:
+            if p not in sensitive and p not in words:
+                words[p] = identifiers(texts[p])
         for f in futs:
             f.exception()  # every run waited for: none may still write into tmp
         try:
@@ -345,13 +371,7 @@ def build_objects(
         reaching = arch_dependent_names(probes)
         if reaching is None:
             return False
-        for p in mine:
-            if p not in sensitive:
-                if p not in words:
-                    words[p] = identifiers(texts[p])
-                if not reaching.isdisjoint(words[p]):
-                    return False
-        return True
+        return all(reaching.isdisjoint(words[p]) for p in mine if p not in sensitive)
 
     plan: dict[str, list[str]] = {}
     for target in targets:
