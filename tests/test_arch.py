@@ -143,6 +143,79 @@ def test_parallel_output_is_the_serial_output(tmp_path: Path, clang: str, jobs: 
     assert again.inputs == serial.inputs
 
 
+# A ring buffer whose event type only the source has: analyze() needs the libclang parse.
+RING = """\
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+struct event { __u32 pid; __u64 when; };
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 4096);
+} events SEC(".maps");
+SEC("tracepoint/syscalls/sys_enter_execve")
+int send(void *ctx)
+{
+	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (e) { e->pid = 1; e->when = 2; bpf_ringbuf_submit(e, 0); }
+	return 0;
+}
+char LICENSE[] SEC("license") = "GPL";
+"""
+
+
+@pytest.mark.parametrize(("targets", "order"), [(("bpfel", "bpfeb"), "little"),
+                                                (("bpfeb",), "big")])
+def test_event_map_source_parses_once_from_the_start(
+        tmp_path: Path, clang: str, monkeypatch: pytest.MonkeyPatch,
+        targets: tuple[str, ...], order: str) -> None:
+    """A source defining an event map is parsed at once, beside the compiles (its own
+    thread), for the byte order analyze() reads: once, and to the serial run's module."""
+    import threading
+
+    import ebpf_gen.source
+
+    real = ebpf_gen.source.parse
+    calls: list[tuple[str, str]] = []
+
+    def parse(*args: object, **kw: object) -> object:
+        calls.append((threading.current_thread().name, str(kw["byteorder"])))
+        return real(*args, **kw)  # type: ignore[arg-type]
+
+    src = _source(tmp_path, RING, arm64_header=False)
+    arches = ("x86", "s390")
+    serial = build_from_source(src, _opts(tmp_path, jobs=1, targets=targets, arches=arches))
+    monkeypatch.setattr(ebpf_gen.source, "parse", parse)
+    res = build_from_source(src, _opts(tmp_path, jobs=2, targets=targets, arches=arches))
+    assert [(name.startswith("ebpf-gen-parse"), bo) for name, bo in calls] == [(True, order)]
+    assert res.files == serial.files
+    assert "class Event(CStruct):" in res.files["p.py"].decode()
+
+
+def test_source_without_event_map_parses_when_the_object_asks(
+        tmp_path: Path, clang: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No event map in the source: no parse is guessed; --type of a struct BTF lacks still
+    gets its parse, from the pool, after the first object."""
+    import threading
+
+    import ebpf_gen.source
+
+    real = ebpf_gen.source.parse
+    names: list[str] = []
+
+    def parse(*args: object, **kw: object) -> object:
+        names.append(threading.current_thread().name)
+        return real(*args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ebpf_gen.source, "parse", parse)
+    knob = TRACEPOINT.replace("__u64 calls", "struct knob { int k; };\n__u64 calls")
+    src = _source(tmp_path, knob, arm64_header=False)
+    res = build_from_source(src, _opts(tmp_path, jobs=2, types=("struct knob",)))
+    assert len(names) == 1 and not names[0].startswith("ebpf-gen-parse")
+    assert "class Knob(CStruct):" in res.files["p.py"].decode()
+    build_from_source(src, _opts(tmp_path, jobs=2))
+    assert len(names) == 1  # nothing asked for a parse: none made
+
+
 # -- selection (no foreign hardware: platform.machine() values given) --------------------
 
 FILES = {

@@ -16,7 +16,7 @@ import os
 import tempfile
 import threading
 from collections.abc import Mapping, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -126,15 +126,31 @@ def build_from_source(source: Path, opts: Options) -> Result:
     if pool.parallel:
         warm.start()
     parsed: dict[str, Future[object]] = {}
+    # The libclang parse costs as much as a compile on vmlinux.h. A source that defines an
+    # event map nearly always needs it (clang leaves the events' type out of BTF), so its
+    # parse starts at once, in a thread of its own beside the pool's compiles, instead of
+    # after the first object. With a CPU to spare it is off the critical path (core_task on
+    # vmlinux.h, one byte order on two CPUs: 1.46 -> 1.10 s); with none (two compiles on two
+    # CPUs) the three share the CPUs and end no later than before. Other sources parse once
+    # the first object says they must (needs_parse). A guess the object proves wrong costs
+    # CPU, never the result: it is the very parse analyze() would make.
+    guessed: dict[str, Future[object]] = {}
+    early: ThreadPoolExecutor | None = None
+    guess = _early_parse_order(source, opts) if pool.parallel else None
+    if guess is not None:
+        early = ThreadPoolExecutor(1, thread_name_prefix="ebpf-gen-parse")
+        guessed[guess] = early.submit(_parse, source, opts, guess)
 
     def start_parse(order: str, data: bytes) -> None:
-        # The libclang parse (as long as a compile on vmlinux.h) overlaps the other compiles
+        # Not guessed (or not for this order): the parse overlaps the other compiles
         from .objspec import object_model
-        from .source import needs_parse, parse_for
+        from .source import needs_parse
 
         model = object_model(data, f"{source} ({SUFFIX[order]})")
         if needs_parse(model, opts.types, dict(opts.map_types)):
-            parsed[order] = pool.submit(lambda: parse_for(source, opts.cflags, model, cc=opts.cc))
+            ready = guessed.pop(order, None)
+            parsed[order] = ready if ready is not None else pool.submit(
+                lambda: _parse(source, opts, model.btf.byteorder))
 
     try:
         with tempfile.TemporaryDirectory(prefix="ebpf-gen-", ignore_cleanup_errors=True) as tmp:
@@ -172,6 +188,8 @@ def build_from_source(source: Path, opts: Options) -> Result:
                             map_types=dict(opts.map_types), unit=unit)
     finally:
         pool.close()
+        if early is not None:
+            early.shutdown(wait=True)  # a guess nobody took still runs: no thread outlives us
     with guarded(str(source)):
         from .source.capacity import capacity_warnings
 
@@ -186,6 +204,36 @@ def build_from_source(source: Path, opts: Options) -> Result:
         warnings = "".join(dict.fromkeys(b.warnings for b in built.values() if b.warnings))
         rendered = _render(stem, model, objects, display_path(source), opts, inputs)
         return dataclasses.replace(rendered, warnings=warnings)
+
+
+# Map types whose events clang leaves out of BTF: a source naming one will need its parse.
+_EVENT_MAP_WORDS = (b"RINGBUF", b"PERF_EVENT_ARRAY")
+
+
+def _early_parse_order(source: Path, opts: Options) -> str | None:
+    """The byte order whose parse to start before any object exists, or None (no guess).
+
+    Only the source file itself is read (a few KiB): an event map defined in a header is
+    found later, from the object, as before. The parse is of the first byte order that
+    has an architecture, the one analyze() reads.
+    """
+    try:
+        text = source.read_bytes()
+    except OSError:
+        return None  # the compile says why
+    if not any(word in text for word in _EVENT_MAP_WORDS):
+        return None
+    for t in opts.targets:
+        if any(BYTEORDER[t] in ARCHES[a] for a in opts.arches):
+            return BYTEORDER[t]
+    return None
+
+
+def _parse(source: Path, opts: Options, byteorder: str) -> object:
+    """The libclang parse analyze() reads (its TranslationUnit), as the compiles see it."""
+    from .source import parse
+
+    return parse(source, opts.cflags, byteorder=byteorder, cc=opts.cc)
 
 
 def _arch_diagnostics(built: Mapping[str, Built], source: Path) -> list[Diagnostic]:

@@ -72,12 +72,6 @@ def needs_parse(model: ObjectModel, types: Sequence[str],
                 or _needs_source(model, types))
 
 
-def parse_for(source: Path, cflags: Sequence[str], model: ObjectModel, *,
-              cc: str = "clang") -> TranslationUnit:
-    """The parse analyze() would make for ``model`` (same byte order, same flags)."""
-    return parse(source, cflags, byteorder=model.btf.byteorder, cc=cc)
-
-
 def analyze(source: Path, cflags: Sequence[str], model: ObjectModel,
             types: Sequence[str], *, cc: str = "clang",
             map_types: Mapping[str, str] | None = None,
@@ -85,7 +79,8 @@ def analyze(source: Path, cflags: Sequence[str], model: ObjectModel,
     """Type the model's event maps from ``source`` and add the structs BTF lacks.
 
     ``map_types`` (map name -> C type) declares a map's event type instead of inferring it.
-    ``unit``: parse_for()'s result, made in parallel with the compiles (None: parse here).
+    ``unit``: parse()'s result for the model's byte order and these flags, made in
+    parallel with the compiles (None: parse here).
     """
     model = declare_event_types(model, map_types or {}, str(source))
     missing = _undeclared(model, map_types or {})
