@@ -212,18 +212,22 @@ def _enum_decls(decls: Sequence[Node], suspects: Sequence[Enum], main_file: str)
     anonymous enum; at file scope, and inside the main file's records (C gives both file
     scope). vmlinux.h has ~15k declarations: only candidates are looked into."""
     tags = {t.name for t in suspects}
+    # A named enum's spelling is its tag: one libclang call rules out the ~2k enums of
+    # vmlinux.h that are not suspects, where the tag takes three. (An anonymous one's
+    # spelling may be anything: with an anonymous suspect every enum is asked its tag.)
+    spelled = tags if "" not in tags else None
     out: list[Node] = []
     records: list[Node] = []
     for d in decls:
         kind = d.kind
         if kind == "ENUM_DECL":
-            if d.tag in tags and d.is_definition:
+            if (spelled is None or d.spelling in spelled) and d.tag in tags and d.is_definition:
                 out.append(d)
-        elif kind in ("STRUCT_DECL", "UNION_DECL") and d.is_definition:
-            records.append(d)
+        elif kind in ("STRUCT_DECL", "UNION_DECL"):
+            records.append(d)  # looked into only if file scope lacks a suspect
     wanted = {(t.name, tuple(v.name for v in t.values)) for t in suspects}
     if not wanted <= {_enum_key(d) for d in out}:
-        todo = [r for r in records if r.loc.file == main_file]
+        todo = [r for r in records if r.is_definition and r.loc.file == main_file]
         while todo:
             r = todo.pop()
             for c in r.children():

@@ -126,14 +126,40 @@ class CType:
         return [Node(f, self._files) for f in self._t.get_fields()]
 
 
+@functools.cache
+def _kind_names() -> dict[int, str]:
+    """CursorKind value -> name: cindex's ``cursor.kind.name`` costs a class lookup and a
+    property per call, and vmlinux.h's parse has ~17k top-level cursors, each asked."""
+    ci = _cindex()
+    return {k.value: name for name, k in vars(ci.CursorKind).items()
+            if isinstance(k, ci.CursorKind)}
+
+
+@functools.cache
+def _visit() -> Any:
+    """A clang_visitChildren callback collecting the children into its ``data`` list.
+
+    cindex's own compares every child with the null cursor (two libclang calls each),
+    which clang never passes: a visitor sees only real children.
+    """
+    ci = _cindex()
+
+    def visitor(child: Any, _parent: Any, out: list[Any]) -> int:
+        out.append(child)
+        return 1  # CXChildVisit_Continue
+
+    return ci.callbacks["cursor_visit"](visitor)
+
+
 class Node:
     """A clang cursor: declarations, statements and expressions alike."""
 
-    __slots__ = ("_c", "_files")
+    __slots__ = ("_c", "_files", "_kind")
 
     def __init__(self, c: Any, files: _Files) -> None:
         self._c = c
         self._files = files
+        self._kind: str | None = None
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Node) and bool(self._c == other._c)
@@ -143,7 +169,12 @@ class Node:
 
     @property
     def kind(self) -> str:
-        return str(self._c.kind.name)
+        kind = self._kind
+        if kind is None:
+            # the cursor's own field: no libclang call (an unknown value: cindex's error)
+            kind = _kind_names().get(self._c._kind_id) or str(self._c.kind.name)
+            self._kind = kind
+        return kind
 
     @property
     def spelling(self) -> str:
@@ -212,7 +243,14 @@ class Node:
         return str(self._c.get_usr())
 
     def children(self) -> list[Node]:
-        return [Node(c, self._files) for c in self._c.get_children()]
+        found: list[Any] = []
+        _cindex().conf.lib.clang_visitChildren(self._c, _visit(), found)
+        tu, files = self._c._tu, self._files
+        out = []
+        for c in found:
+            c._tu = tu  # as cindex does: the unit outlives every cursor taken from it
+            out.append(Node(c, files))
+        return out
 
     def arguments(self) -> list[Node]:
         return [Node(a, self._files) for a in self._c.get_arguments()]
