@@ -245,7 +245,7 @@ class Node:
     def children(self) -> list[Node]:
         found: list[Any] = []
         _cindex().conf.lib.clang_visitChildren(self._c, _visit(), found)
-        tu, files = self._c._tu, self._files
+        tu, files = getattr(self._c, "_tu", None), self._files
         out = []
         for c in found:
             c._tu = tu  # as cindex does: the unit outlives every cursor taken from it
