@@ -114,8 +114,9 @@ def build_from_source(source: Path, opts: Options) -> Result:
     from .runtime.arch import ARCHES
 
     # A byte order none of the architectures runs in: said, not silently left out
-    unserved = [t for t in opts.targets if not any(BYTEORDER[t] in ARCHES[a] for a in opts.arches)]
-    if len(unserved) == len(opts.targets):
+    served = [t for t in opts.targets if any(BYTEORDER[t] in ARCHES[a] for a in opts.arches)]
+    unserved = [t for t in opts.targets if t not in served]
+    if not served:
         raise ConfigError(f"--arch {','.join(opts.arches)} has no architecture for "
                           f"{' or '.join(unserved)}", where=str(source))
     pool = Pool(resolve_jobs(opts.jobs))
@@ -128,28 +129,28 @@ def build_from_source(source: Path, opts: Options) -> Result:
     parsed: dict[str, Future[object]] = {}
     # The libclang parse costs as much as a compile on vmlinux.h. A source that defines an
     # event map nearly always needs it (clang leaves the events' type out of BTF), so its
-    # parse starts at once, in a thread of its own beside the pool's compiles, instead of
-    # after the first object. With a CPU to spare it is off the critical path (core_task on
+    # parse starts at once, in a thread of its own beside the pool's compiles, for the first
+    # byte order that has an architecture (the one analyze() reads), instead of after the
+    # first object. With a CPU to spare it is off the critical path (core_task on
     # vmlinux.h, one byte order on two CPUs: 1.46 -> 1.10 s); with none (two compiles on two
     # CPUs) the three share the CPUs and end no later than before. Other sources parse once
     # the first object says they must (needs_parse). A guess the object proves wrong costs
     # CPU, never the result: it is the very parse analyze() would make.
-    guessed: dict[str, Future[object]] = {}
+    guess = BYTEORDER[served[0]] if pool.parallel and _names_event_map(source) else None
     early: ThreadPoolExecutor | None = None
-    guess = _early_parse_order(source, opts) if pool.parallel else None
+    guessed: Future[object] | None = None
     if guess is not None:
         early = ThreadPoolExecutor(1, thread_name_prefix="ebpf-gen-parse")
-        guessed[guess] = early.submit(_parse, source, opts, guess)
+        guessed = early.submit(_parse, source, opts, guess)
 
     def start_parse(order: str, data: bytes) -> None:
-        # Not guessed (or not for this order): the parse overlaps the other compiles
+        # Not guessed (or not for this order): the parse starts here, beside the compiles
         from .objspec import object_model
         from .source import needs_parse
 
         model = object_model(data, f"{source} ({SUFFIX[order]})")
         if needs_parse(model, opts.types, dict(opts.map_types)):
-            ready = guessed.pop(order, None)
-            parsed[order] = ready if ready is not None else pool.submit(
+            parsed[order] = guessed if guessed is not None and order == guess else pool.submit(
                 lambda: _parse(source, opts, model.btf.byteorder))
 
     try:
@@ -210,23 +211,15 @@ def build_from_source(source: Path, opts: Options) -> Result:
 _EVENT_MAP_WORDS = (b"RINGBUF", b"PERF_EVENT_ARRAY")
 
 
-def _early_parse_order(source: Path, opts: Options) -> str | None:
-    """The byte order whose parse to start before any object exists, or None (no guess).
-
-    Only the source file itself is read (a few KiB): an event map defined in a header is
-    found later, from the object, as before. The parse is of the first byte order that
-    has an architecture, the one analyze() reads.
-    """
+def _names_event_map(source: Path) -> bool:
+    """Whether the source file itself names an event map type: its parse is started before
+    any object exists. Only that file is read (a few KiB): an event map defined in a header
+    is found later, from the object, as before."""
     try:
         text = source.read_bytes()
     except OSError:
-        return None  # the compile says why
-    if not any(word in text for word in _EVENT_MAP_WORDS):
-        return None
-    for t in opts.targets:
-        if any(BYTEORDER[t] in ARCHES[a] for a in opts.arches):
-            return BYTEORDER[t]
-    return None
+        return False  # the compile says why
+    return any(word in text for word in _EVENT_MAP_WORDS)
 
 
 def _parse(source: Path, opts: Options, byteorder: str) -> object:
