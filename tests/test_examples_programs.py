@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import select
 import signal
 import subprocess
 import sys
@@ -234,11 +235,21 @@ def test_uretprobe_prints_the_lines_bash_reads(tmp_path: Path) -> None:
     assert app.proc.stderr is not None
     assert "attached to readline" in app.proc.stderr.readline()
     primary, secondary = pty.openpty()  # readline only runs on a terminal
+    prompt = b"ebpf-gen-ready$ "
     shell = subprocess.Popen([bash, "--norc", "--noprofile", "-i"], stdin=secondary,
                              stdout=secondary, stderr=secondary, close_fds=True,
-                             env={"PATH": "/usr/bin:/bin", "TERM": "dumb", "HOME": str(tmp_path)})
+                             env={"PATH": "/usr/bin:/bin", "TERM": "dumb", "HOME": str(tmp_path),
+                                  "PS1": prompt.decode()})
     os.close(secondary)
     try:
+        # Type only at the first prompt. The lines used to be written while bash was still
+        # starting, and one run of the trixie tier saw neither come back from readline:
+        # waiting for the prompt takes that race out.
+        seen, deadline = b"", time.monotonic() + WAIT
+        while prompt not in seen and time.monotonic() < deadline:
+            if select.select([primary], [], [], 0.2)[0]:
+                seen += os.read(primary, 4096)
+        assert prompt in seen, f"bash showed no prompt: {seen!r}"
         os.write(primary, b"echo ebpf-gen-one\n")
         os.write(primary, b"true ebpf-gen-two\n")
         lines = [app.wait_for(lambda r: True) for _ in range(2)]
